@@ -1,0 +1,1 @@
+"""Calibration: labeled data, feature extraction, probe fitting, calibration, metrics, reports."""

@@ -1,0 +1,1 @@
+"""Detectors: probe detectors (fabrication, sycophancy, deception) and the grounding detector."""
