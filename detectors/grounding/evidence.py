@@ -1,0 +1,130 @@
+"""The evidence of one request: passages, their faiss index, and the lexical inventory of the contexts.
+
+Built once per distinct set of contexts (the detector caches it), so that passages are embedded
+once however many responses or regenerations are checked against them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import faiss
+import numpy as np
+from numpy.typing import NDArray
+
+from detectors.grounding.embedders import Embedder, RequestFitted, embed_all
+from detectors.grounding.lexicon import MONTHS, content_stems, stem, tokens
+from detectors.grounding.numbers import find_numbers
+from detectors.grounding.passages import Passage, split_contexts
+
+__all__ = ["Evidence", "build_evidence", "contexts_key"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything a claim is checked against. Built by :func:`build_evidence`."""
+
+    passages: list[Passage]
+    """The passages, in context order."""
+    embedder: Embedder
+    """The embedder the passages were embedded with (fitted on them when request-fitted)."""
+    index: faiss.IndexFlatIP | None
+    """Inner-product index over unit-normalised passage vectors; None when there are no passages."""
+    stems: frozenset[str]
+    """Stems of every word in the contexts and the question (field names included)."""
+    bigrams: frozenset[tuple[str, str]]
+    """Adjacent word-stem pairs of the contexts (stopwords included)."""
+    numbers: frozenset[float]
+    """Every normalised number value in the contexts."""
+    passage_stems: list[frozenset[str]] = field(repr=False)
+    """Per passage: its content-word stems."""
+    passage_numbers: list[frozenset[float]] = field(repr=False)
+    """Per passage: its number values."""
+    stem_passages: dict[str, list[int]] = field(repr=False)
+    """Inverted index: stem -> passages holding it."""
+    n_chars: int = 0
+    """Total characters of the contexts."""
+
+    def search(self, vectors: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Top-``k`` passages by cosine similarity for each row of ``vectors`` ``(n, dim)``.
+
+        Returns:
+            ``(scores, ids)``, each ``(n, min(k, n_passages))``; scores in [-1, 1].
+        """
+        n = vectors.shape[0]
+        if self.index is None or n == 0:
+            return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+        scores, ids = self.index.search(vectors, min(k, self.index.ntotal))
+        return scores, ids
+
+
+def contexts_key(contexts: list[str], question: str | None, embedder: object) -> str:
+    """A cache key for the evidence of ``contexts`` (plus question) under ``embedder``."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr(embedder).encode("utf-8", "replace"))
+    h.update(str(id(embedder)).encode())
+    for text in [*contexts, "\x00q", question or ""]:
+        h.update(text.encode("utf-8", "replace"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def build_evidence(
+    contexts: list[str], question: str | None, embedder: Embedder | RequestFitted, *, max_words: int = 60
+) -> Evidence:
+    """Split, embed, index and inventory ``contexts``. Time and memory are linear in their size.
+
+    Args:
+        contexts: Sanitised context texts.
+        question: The user's question, whose words count as known (not as evidence passages).
+        embedder: The embedder; a :class:`RequestFitted` one is fitted on the passages first.
+        max_words: Longest prose passage in words.
+
+    Returns:
+        The evidence.
+    """
+    passages = split_contexts(contexts, max_words=max_words)
+    texts = [p.text for p in passages]
+    fitted: Embedder = embedder.fit(texts) if isinstance(embedder, RequestFitted) else embedder
+    index = None
+    if texts:
+        vectors = embed_all(fitted, texts, "passages")
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(vectors)
+    stems: set[str] = set()
+    bigrams: set[tuple[str, str]] = set()
+    numbers: set[float] = set()
+    passage_stems: list[frozenset[str]] = []
+    passage_numbers: list[frozenset[float]] = []
+    stem_passages: dict[str, list[int]] = defaultdict(list)
+    for i, text in enumerate(texts):
+        words = [stem(t.text) for t in tokens(text)]
+        stems.update(words)
+        bigrams.update(zip(words, words[1:], strict=False))
+        own = frozenset(s for s, _ in content_stems(text))
+        passage_stems.append(own)
+        for s in own:
+            stem_passages[s].append(i)
+        found = find_numbers(text)
+        values = frozenset(m.value for m in found)
+        # ISO dates name their month ("2022-01-16" supports "January").
+        stems.update(stem(m.text) for m in found if m.text in MONTHS)
+        passage_numbers.append(values)
+        numbers.update(values)
+    if question:
+        stems.update(stem(t.text) for t in tokens(question))
+        numbers.update(m.value for m in find_numbers(question))
+    return Evidence(
+        passages=passages,
+        embedder=fitted,
+        index=index,
+        stems=frozenset(stems),
+        bigrams=frozenset(bigrams),
+        numbers=frozenset(numbers),
+        passage_stems=passage_stems,
+        passage_numbers=passage_numbers,
+        stem_passages=dict(stem_passages),
+        n_chars=sum(len(c) for c in contexts),
+    )

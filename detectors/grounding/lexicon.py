@@ -1,0 +1,176 @@
+"""Word-level text processing for lexical grounding checks: tokens, stems, stopwords, entities.
+
+Everything here is rule-based and weight-free. Offsets are Python string indices (code points),
+the same unit the claim and passage spans use.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+from typing import NamedTuple
+
+__all__ = [
+    "MONTHS",
+    "NEGATIONS",
+    "STOPWORDS",
+    "Token",
+    "content_stems",
+    "entities",
+    "sanitize",
+    "split_identifier",
+    "stem",
+    "tokens",
+]
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|_+|\.")
+_DOUBLE_END = re.compile(r"([b-df-hj-kmnp-rt-vx-z])\1$")
+
+MONTHS: tuple[str, ...] = (
+    "january", "february", "march", "april", "may", "june",
+    "july", "august", "september", "october", "november", "december",
+)  # fmt: skip
+NEGATIONS: frozenset[str] = frozenset(
+    "no not never none nor without cannot can't don't doesn't didn't isn't aren't wasn't weren't "
+    "won't lacks lack neither n't".split()
+)
+
+# English function words plus the discourse and meta words that responses add around facts
+# ("the passage mentions", "overall", "additionally"): none of them is evidence of a fact.
+STOPWORDS: frozenset[str] = frozenset(
+    """a about above after again against all also although am among an and any are as at be
+    because been before being below between both but by can could did do does doing down during
+    each either else etc even ever every few for from further had has have having he her here
+    hers herself him himself his how however i if in into is it its itself just least less let
+    like made make makes many may me might more most much must my myself neither no nor not now
+    of off on once one only or other others otherwise our ours ourselves out over own per quite
+    rather same several shall she should since so some such than that the their theirs them
+    themselves then there therefore these they this those though through thus to too toward
+    towards under until up upon us very via was we were what whatever when where whereas whether
+    which while who whom whose why will with within without would yet you your yours yourself
+    yourselves s t don doesn didn isn aren wasn weren won wouldn couldn shouldn hasn haven hadn
+    ve ll re d m according additionally also based context document documents furthermore
+    information mentioned moreover overall passage passages provided source sources summary
+    text answer question response stated states state given note notes article""".split()
+)
+
+
+class Token(NamedTuple):
+    """A word with its span in the text it came from."""
+
+    text: str
+    """The word as written."""
+    start: int
+    """Start offset (inclusive)."""
+    end: int
+    """End offset (exclusive)."""
+
+
+def sanitize(text: str) -> str:
+    """Replace lone UTF-16 surrogates with U+FFFD, keeping every offset unchanged.
+
+    Args:
+        text: Any Python string (may hold surrogates from ``surrogateescape`` decoding).
+
+    Returns:
+        A string of the same length that encodes to UTF-8.
+    """
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def tokens(text: str) -> Iterator[Token]:
+    """Yield the word tokens of ``text`` (letters and digits, inner apostrophes kept)."""
+    for match in _WORD.finditer(text):
+        yield Token(match.group(), match.start(), match.end())
+
+
+def split_identifier(name: str) -> str:
+    """Turn a field name like ``RestaurantsGoodForGroups`` or ``review_text`` into words."""
+    return _CAMEL.sub(" ", name).strip()
+
+
+def _fold(word: str) -> str:
+    word = unicodedata.normalize("NFKD", word.lower())
+    word = "".join(ch for ch in word if not unicodedata.combining(ch))
+    word = word.replace("’", "'")
+    if word.endswith("'s"):
+        word = word[:-2]
+    return word.replace("'", "")
+
+
+def stem(word: str) -> str:
+    """A light, conservative suffix-stripping stemmer (plural, -ing, -ed, -ly), cut to 7 chars.
+
+    Over-stemming would make unsupported words look supported, so only inflections are removed;
+    the cut to 7 characters merges derivations such as "lubricate"/"lubricated".
+
+    Args:
+        word: A single word.
+
+    Returns:
+        Its stem, lower-cased and accent-folded.
+    """
+    w = _fold(word)
+    if len(w) <= 3 or not w.isalpha():
+        return w
+    for suffix, repl in (
+        ("ies", "y"), ("ied", "y"), ("ingly", ""), ("edly", ""), ("ings", ""), ("ing", ""),
+        ("ed", ""), ("es", ""), ("s", ""), ("ly", ""),
+    ):  # fmt: skip
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            if suffix == "s" and w.endswith(("ss", "us", "is")):
+                break
+            if suffix == "es" and not w.endswith(("ses", "xes", "zes", "ches", "shes")):
+                continue
+            w = w[: len(w) - len(suffix)] + repl
+            break
+    w = _DOUBLE_END.sub(r"\1", w)
+    if w.endswith("e") and len(w) > 4:
+        w = w[:-1]
+    return w[:7]
+
+
+def content_stems(text: str) -> list[tuple[str, Token]]:
+    """Content words of ``text`` (alphabetic, not stopwords) as ``(stem, token)`` pairs."""
+    out: list[tuple[str, Token]] = []
+    for tok in tokens(text):
+        folded = _fold(tok.text)
+        if len(folded) < 2 or not folded.isalpha() or folded in STOPWORDS:
+            continue
+        out.append((stem(folded), tok))
+    return out
+
+
+def entities(text: str) -> list[Token]:
+    """Capitalised word sequences (names, places, organisations) in ``text``.
+
+    A single capitalised word that opens a sentence counts only if it is not a function word,
+    so "The" or "However" never become entities, while "Copeland" does.
+
+    Args:
+        text: A claim or passage.
+
+    Returns:
+        One token per entity, its text spanning the whole name (e.g. "Pero Antic").
+    """
+    out: list[Token] = []
+    words = list(tokens(text))
+    i = 0
+    while i < len(words):
+        tok = words[i]
+        if not (tok.text[0].isupper() or (tok.text[0].isdigit() and any(c.isupper() for c in tok.text))):
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(words) and words[j + 1].text[0].isupper() and words[j + 1].start - words[j].end <= 2:
+            j += 1
+        sentence_start = tok.start == 0 or text[: tok.start].rstrip()[-1:] in {".", "!", "?", ":", '"', "\n", ""}
+        span = Token(text[tok.start : words[j].end], tok.start, words[j].end)
+        if j > i or not (sentence_start or _fold(tok.text) in STOPWORDS):
+            if _fold(span.text) not in STOPWORDS:
+                out.append(span)
+        i = j + 1
+    return out

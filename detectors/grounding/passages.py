@@ -1,0 +1,184 @@
+"""Split retrieved contexts into passages with offsets; structured data becomes one passage per field.
+
+Prose is cut into sentences (long ones into windows of at most ``max_words`` words). A JSON or
+Python-literal object at the start of a context (as in RAG over product or business records),
+a markdown table, or a block of ``key: value`` lines becomes one passage per field, row or line,
+rendered as "key words: value" so the field name is searchable ("RestaurantsGoodForGroups: True"
+-> "Restaurants Good For Groups: yes").
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from typing import Any, NamedTuple
+
+from detectors.grounding.claims import split_sentences
+from detectors.grounding.lexicon import split_identifier
+
+__all__ = ["Passage", "split_context", "split_contexts"]
+
+_KV_LINE = re.compile(r"^[ \t]*([^:\n|]{1,48}?)[ \t]*:[ \t]*(\S[^\n]*)$", re.MULTILINE)
+_TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}")
+_PARAGRAPH = re.compile(r"\S(?:.*\S)?(?:\n(?!\s*\n).*\S)*")
+
+
+class Passage(NamedTuple):
+    """A passage of one context, with its place in that context."""
+
+    text: str
+    """Text used for matching (for structured fields: "key words: value")."""
+    context_index: int
+    """Which context it comes from (index into the contexts given)."""
+    start: int
+    """Start offset in that context's text (best effort for structured fields)."""
+    end: int
+    """End offset (exclusive)."""
+    field: str | None
+    """Dotted field path for structured data (``attributes.WiFi``), else None."""
+
+
+def _match_bracket(text: str, start: int) -> int:
+    """Index after the bracket closing ``text[start]``, or -1 (quote-aware, linear)."""
+    depth, quote, escaped = 0, "", False
+    for i in range(start, len(text)):
+        ch = text[i]
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return -1
+
+
+def _parse_literal(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+        return None
+
+
+def _render(value: Any) -> str:
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    if value is None:
+        return "none"
+    return str(value)
+
+
+class _Flattener:
+    def __init__(self, raw: str, offset: int, context_index: int, max_words: int) -> None:
+        self.raw, self.offset, self.ci, self.max_words = raw, offset, context_index, max_words
+        self.cursor = 0
+        self.out: list[Passage] = []
+
+    def locate(self, key: str, value: str) -> tuple[int, int]:
+        pos = self.raw.find(key, self.cursor) if key else -1
+        if pos < 0:
+            return self.offset, self.offset + len(self.raw)
+        vpos = self.raw.find(value[:32], pos) if value else -1
+        end = vpos + len(value) if 0 <= vpos < pos + len(key) + 64 else pos + len(key)
+        self.cursor = pos + len(key)
+        return self.offset + pos, self.offset + min(end, len(self.raw))
+
+    def walk(self, obj: Any, path: list[str]) -> None:
+        if isinstance(obj, dict):
+            for key, value in obj.items():
+                self.walk(value, [*path, str(key)])
+        elif isinstance(obj, list | tuple):
+            for i, value in enumerate(obj):
+                self.walk(value, [*path, str(i + 1)])
+        else:
+            self.leaf(obj, path)
+
+    def leaf(self, value: Any, path: list[str]) -> None:
+        rendered = _render(value)
+        key = path[-1] if path else ""
+        label = " ".join(split_identifier(p) for p in path if not p.isdigit()) or "value"
+        start, end = self.locate(key, str(value))
+        field = ".".join(path) or None
+        pieces = [rendered]
+        if len(rendered.split()) > self.max_words:
+            pieces = [rendered[s:e] for s, e in split_sentences(rendered)]
+        for piece in pieces:
+            self.out.append(Passage(f"{label}: {piece}", self.ci, start, end, field))
+
+
+def _prose(text: str, offset: int, ci: int, max_words: int) -> list[Passage]:
+    out: list[Passage] = []
+    for para in _PARAGRAPH.finditer(text):
+        for s, e in split_sentences(text, para.start(), para.end()):
+            words = list(re.finditer(r"\S+", text[s:e]))
+            for w in range(0, len(words), max_words):
+                chunk = words[w : w + max_words]
+                cs, ce = s + chunk[0].start(), s + chunk[-1].end()
+                out.append(Passage(text[cs:ce], ci, offset + cs, offset + ce, None))
+    return out
+
+
+def _table(lines: list[re.Match[str]], ci: int) -> list[Passage]:
+    header = [split_identifier(c.strip()) for c in lines[0].group().strip().strip("|").split("|")]
+    out = []
+    for row in lines[2:]:
+        cells = [c.strip() for c in row.group().strip().strip("|").split("|")]
+        text = "; ".join(f"{h}: {c}" for h, c in zip(header, cells, strict=False) if c)
+        out.append(Passage(text, ci, row.start(), row.end(), None))
+    return out
+
+
+def split_context(text: str, context_index: int = 0, *, max_words: int = 60) -> list[Passage]:
+    """Split one context into passages.
+
+    Args:
+        text: The context's text.
+        context_index: Index recorded in each passage.
+        max_words: Longest prose passage, in words.
+
+    Returns:
+        Passages in order of appearance.
+    """
+    stripped = text.lstrip()
+    lead = len(text) - len(stripped)
+    if stripped[:1] in ("{", "["):
+        close = _match_bracket(text, lead)
+        obj = _parse_literal(text[lead:close]) if close > 0 else None
+        if isinstance(obj, dict | list) and obj:
+            flat = _Flattener(text[lead:close], lead, context_index, max_words)
+            flat.walk(obj, [])
+            return flat.out + _prose(text[close:], close, context_index, max_words)
+    lines = list(re.finditer(r"[^\n]*\S[^\n]*", text))
+    if len(lines) >= 3 and all(ln.group().strip().startswith("|") for ln in lines[:3]):
+        if _TABLE_SEP.match(lines[1].group()):
+            return _table([ln for ln in lines if ln.group().strip().startswith("|")], context_index)
+    kv = list(_KV_LINE.finditer(text))
+    if len(lines) >= 3 and len(kv) >= 0.6 * len(lines):
+        return [
+            Passage(f"{split_identifier(m.group(1).strip())}: {m.group(2).strip()}", context_index, m.start(), m.end(), m.group(1).strip())
+            for m in kv
+        ]
+    return _prose(text, 0, context_index, max_words)
+
+
+def split_contexts(contexts: list[str], *, max_words: int = 60) -> list[Passage]:
+    """Split every context into passages (see :func:`split_context`), concatenated in order."""
+    out: list[Passage] = []
+    for i, text in enumerate(contexts):
+        out.extend(split_context(text, i, max_words=max_words))
+    return out

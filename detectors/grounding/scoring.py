@@ -1,0 +1,144 @@
+"""Score one claim's support against the evidence: best passages, lexical checks, a support score.
+
+Signals, each in [0, 1] or a count:
+
+- ``similarity``: cosine of the claim to its best passage (faiss inner product on unit vectors);
+- ``coverage``: share of the claim's content words found in its best two passages (greedy
+  set cover over the passages that share words with the claim) - local support;
+- ``novel_rate``: share of content words found in no passage nor the question - baseless info;
+- ``novel_bigram_rate``: share of adjacent word pairs that never occur in the contexts - new
+  combinations of known words;
+- unsupported numbers (value in no passage, after normalisation), entities (a capitalised name
+  with a word in no passage) and negations (the claim negates, its best passages do not).
+
+The support score is the mean of similarity, coverage and global coverage (``1 - novel_rate``),
+halved for every unsupported number and scaled by 3/4 for every unsupported entity or negation:
+a rule of thumb, deliberately simple; the calibrated probe learns the weights from data.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detectors.grounding.evidence import Evidence
+from detectors.grounding.lexicon import NEGATIONS, content_stems, entities, stem, tokens
+from detectors.grounding.numbers import find_numbers, numbers_match
+
+__all__ = ["ClaimCheck", "check_claim"]
+
+_NEGATIVE_VALUES = frozenset({"no", "none", "false", "not", "never", "without"})
+
+
+class ClaimCheck(NamedTuple):
+    """Support of one claim."""
+
+    support: float
+    """Support score in [0, 1] (1 = fully supported)."""
+    similarity: float
+    """Cosine similarity to the best passage, clipped to [0, 1]."""
+    coverage: float
+    """Share of content words found in the best two passages, in [0, 1]."""
+    novel_rate: float
+    """Share of content words found nowhere in the contexts or question, in [0, 1]."""
+    novel_bigram_rate: float
+    """Share of word bigrams absent from the contexts, in [0, 1]."""
+    n_content: int
+    """Number of content words."""
+    passages: list[tuple[int, float]]
+    """Best passages as ``(passage id, cosine)``, best first."""
+    novel_words: list[str]
+    """Content words found in no passage."""
+    numbers: int
+    """Number mentions in the claim."""
+    unsupported_numbers: list[str]
+    """Number mentions whose value is in no passage."""
+    entities: int
+    """Entity mentions in the claim."""
+    unsupported_entities: list[str]
+    """Entities with a word found in no passage."""
+    negation_unsupported: bool
+    """The claim negates but none of its best passages holds a negation."""
+
+
+def _greedy_coverage(stems: list[str], evidence: Evidence, seeds: list[int]) -> tuple[float, list[int]]:
+    """Share of ``stems`` covered by the best two passages (by shared words; ``seeds`` break ties)."""
+    wanted = set(stems)
+    if not wanted:
+        return 1.0, []
+    counts: Counter[int] = Counter()
+    for s in wanted:
+        counts.update(evidence.stem_passages.get(s, ()))
+    for pid in seeds:
+        counts[pid] += 0
+    chosen: list[int] = []
+    remaining = set(wanted)
+    for _ in range(2):
+        candidates = [pid for pid, _ in counts.most_common(8)] + seeds
+        best, gain = -1, 0
+        for pid in candidates:
+            g = len(remaining & evidence.passage_stems[pid])
+            if g > gain:
+                best, gain = pid, g
+        if best < 0:
+            break
+        chosen.append(best)
+        remaining -= evidence.passage_stems[best]
+        counts.pop(best, None)
+    return 1.0 - len(remaining) / len(wanted), chosen
+
+
+def check_claim(text: str, vector_scores: NDArray[np.float32], vector_ids: NDArray[np.int64], evidence: Evidence) -> ClaimCheck:
+    """Check one claim against the evidence.
+
+    Args:
+        text: The claim.
+        vector_scores: Its top-k passage cosines from the index, ``(k,)``, best first.
+        vector_ids: The matching passage ids, ``(k,)``.
+        evidence: The request's evidence.
+
+    Returns:
+        The claim's support.
+    """
+    pairs = [(int(i), float(s)) for i, s in zip(vector_ids, vector_scores, strict=False) if i >= 0]
+    similarity = float(np.clip(pairs[0][1], 0.0, 1.0)) if pairs else 0.0
+    cs = content_stems(text)
+    stems = [s for s, _ in cs]
+    novel = [tok.text for s, tok in cs if s not in evidence.stems]
+    novel_rate = len(novel) / len(cs) if cs else 0.0
+    coverage, chosen = _greedy_coverage(stems, evidence, [p for p, _ in pairs[:2]])
+    if not evidence.passages:
+        coverage = 0.0
+    words = [stem(t.text) for t in tokens(text)]
+    grams = list(zip(words, words[1:], strict=False))
+    novel_bigram_rate = sum(g not in evidence.bigrams for g in grams) / len(grams) if grams else 0.0
+    nums = find_numbers(text)
+    bad_nums = [m.text for m in nums if not numbers_match(m.value, evidence.numbers)]
+    ents = entities(text)
+    bad_ents = [e.text for e in ents if any(s not in evidence.stems for s, _ in content_stems(e.text))]
+    negates = any(w.lower() in NEGATIONS for w in (t.text for t in tokens(text)))
+    near = {p for p, _ in pairs[:2]} | set(chosen)
+    negation_unsupported = negates and not any(
+        any(t.text.lower() in NEGATIONS or t.text.lower() in _NEGATIVE_VALUES for t in tokens(evidence.passages[p].text))
+        for p in near
+    )
+    base = (similarity + coverage + (1.0 - novel_rate)) / 3.0
+    support = base * 0.5 ** len(bad_nums) * 0.75 ** (len(bad_ents) + int(negation_unsupported))
+    return ClaimCheck(
+        support=float(np.clip(support, 0.0, 1.0)),
+        similarity=similarity,
+        coverage=coverage,
+        novel_rate=novel_rate,
+        novel_bigram_rate=novel_bigram_rate,
+        n_content=len(cs),
+        passages=pairs,
+        novel_words=novel,
+        numbers=len(nums),
+        unsupported_numbers=bad_nums,
+        entities=len(ents),
+        unsupported_entities=bad_ents,
+        negation_unsupported=negation_unsupported,
+    )

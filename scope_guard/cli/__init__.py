@@ -1,0 +1,1 @@
+"""The ``scope-guard`` command line."""

@@ -1,0 +1,232 @@
+"""Finding and loading a reader checkpoint: local folder or hub id, only the layers needed.
+
+Only Gemma-family decoders are accepted (Gemma 2 is the target of Gemma Scope, Gemma 3 of Gemma
+Scope 2), because the meaning of ``mlp_out`` and ``attn_out`` depends on the layer's modules.
+Remote code is never trusted and only safetensors weights are read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from scope_guard.errors import ArtifactError, ConfigError
+from scope_guard.sites import Site, SiteKind
+
+__all__ = [
+    "SUPPORTED_MODEL_TYPES",
+    "LoadedDecoder",
+    "decoder_layers",
+    "find_decoder",
+    "load_decoder",
+    "parse_dtype",
+    "resolve_model_dir",
+    "site_dim",
+    "text_config",
+]
+
+logger = logging.getLogger(__name__)
+
+# model_type -> attention implementation. Gemma 2 soft-caps attention logits, which only the
+# eager implementation computes; Gemma 3 has no soft-capping and runs on SDPA.
+SUPPORTED_MODEL_TYPES: dict[str, str] = {
+    "gemma2": "eager",
+    "gemma3_text": "sdpa",
+    "gemma3": "sdpa",
+}
+_WEIGHT_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.jinja", "*.txt"]
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def parse_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """Resolve a dtype setting; ``"auto"`` is bf16 on GPUs and on CPUs with bf16 instructions."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    key = str(dtype).lower().removeprefix("torch.")
+    if key == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16
+        native_bf16 = torch.backends.mkldnn.is_available() and bool(
+            torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
+        return torch.bfloat16 if native_bf16 else torch.float32
+    if key not in _DTYPES:
+        msg = f"unknown dtype {dtype!r}; valid: auto, {', '.join(sorted(_DTYPES))}"
+        raise ConfigError(msg)
+    return _DTYPES[key]
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+
+def resolve_model_dir(
+    model: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool | None = None,
+    revision: str | None = None,
+) -> Path:
+    """Return a local folder holding the model: ``model`` itself, or its HF-cache snapshot.
+
+    Raises:
+        ArtifactError: if the folder does not exist, or the hub id is not available (offline or
+            not downloaded); the message names the id, the cache folder and how to get it.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            msg = f"{path} has no config.json: not a Hugging Face model folder"
+            raise ArtifactError(msg)
+        return path
+    text = str(model)
+    if path.exists() or text.count("/") != 1 or text.startswith((".", "/", "~")):
+        msg = f"model {text!r} is neither a model folder nor a hub id like 'google/gemma-2-2b'"
+        raise ArtifactError(msg)
+
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    offline = _offline() if local_files_only is None else local_files_only
+    cache = Path(cache_dir) if cache_dir is not None else Path(constants.HF_HUB_CACHE)
+    try:
+        folder = snapshot_download(
+            text,
+            revision=revision,
+            cache_dir=cache,
+            local_files_only=offline,
+            allow_patterns=_WEIGHT_PATTERNS,
+        )
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
+        mode = "offline (HF_HUB_OFFLINE or local_files_only)" if offline else "online"
+        msg = (
+            f"model {text!r} is not available ({mode}): {type(exc).__name__}. Looked in the HF "
+            f"cache at {cache}. To get the weights: accept the Gemma license on "
+            f"https://huggingface.co/{text}, run `hf auth login`, then `hf download {text}` "
+            "(or pass the path of a local folder with config.json and *.safetensors)."
+        )
+        raise ArtifactError(msg) from exc
+    return Path(folder)
+
+
+def text_config(config: Any) -> Any:
+    """The decoder's config (a multimodal Gemma 3 config holds it as ``text_config``)."""
+    return config.text_config if getattr(config, "model_type", "") == "gemma3" else config
+
+
+def site_dim(config: Any, site: Site) -> int:
+    """Width of a site's activation: ``d_model``, or ``n_heads * head_dim`` for ``attn_out``."""
+    cfg = text_config(config)
+    if site.kind is SiteKind.ATTN_OUT:
+        return int(cfg.num_attention_heads * cfg.head_dim)
+    return int(cfg.hidden_size)
+
+
+def find_decoder(model: nn.Module) -> nn.Module:
+    """The module holding the decoder ``layers``: the model itself, ``.model`` or the language
+    model of a multimodal wrapper. Never the LM head."""
+    for candidate in (
+        model,
+        getattr(model, "model", None),
+        getattr(model, "language_model", None),
+        getattr(getattr(model, "model", None), "language_model", None),
+    ):
+        if isinstance(candidate, nn.Module) and isinstance(
+            getattr(candidate, "layers", None), nn.ModuleList
+        ):
+            return candidate
+    msg = f"cannot find decoder layers in {type(model).__name__}"
+    raise ConfigError(msg)
+
+
+def decoder_layers(decoder: nn.Module) -> nn.ModuleList:
+    return cast(nn.ModuleList, decoder.layers)  # find_decoder checked the type
+
+
+@dataclass(frozen=True)
+class LoadedDecoder:
+    """A decoder loaded for reading.
+
+    Attributes:
+        decoder: The module with ``layers`` (no LM head), on its device, in eval mode.
+        tokenizer: The checkpoint's tokenizer.
+        config: The full model config (not truncated).
+        n_layers: Layers of the full model; fewer may be loaded.
+        model_type: ``config.model_type``.
+    """
+
+    decoder: nn.Module
+    tokenizer: Any
+    config: Any
+    n_layers: int
+    model_type: str
+
+
+def load_decoder(
+    folder: Path, *, deepest_layer: int, dtype: torch.dtype, device: torch.device
+) -> LoadedDecoder:
+    """Load the tokenizer and the decoder's first ``deepest_layer + 1`` layers from ``folder``.
+
+    The checkpoint's later layers and LM head are never materialised: the config is cut to the
+    layers needed before the weights are loaded.
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    try:
+        config = AutoConfig.from_pretrained(folder)
+        full_config = AutoConfig.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, KeyError) as exc:
+        msg = f"cannot read the model config or tokenizer in {folder}: {exc}"
+        raise ArtifactError(msg) from exc
+    model_type = getattr(config, "model_type", "")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        msg = (
+            f"unsupported reader model_type {model_type!r} in {folder}; supported: "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)} (Gemma 2 for Gemma Scope, Gemma 3 for Gemma Scope 2)"
+        )
+        raise ConfigError(msg)
+    cfg = text_config(config)
+    n_layers = int(cfg.num_hidden_layers)
+    if deepest_layer >= n_layers:
+        msg = f"layer {deepest_layer} requested, but the model in {folder} has {n_layers} layers"
+        raise ConfigError(msg)
+    cfg.num_hidden_layers = deepest_layer + 1
+    if getattr(cfg, "layer_types", None) is not None:
+        cfg.layer_types = list(cfg.layer_types)[: deepest_layer + 1]
+
+    previous = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # the skipped layers and LM head are expected "unused weights"
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModel.from_pretrained(
+            folder,
+            config=config,
+            dtype=dtype,
+            attn_implementation=SUPPORTED_MODEL_TYPES[model_type],
+            use_safetensors=True,
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        msg = f"cannot load the model weights in {folder}: {exc}"
+        raise ArtifactError(msg) from exc
+    finally:
+        hf_logging.set_verbosity(previous)
+        if bars:
+            hf_logging.enable_progress_bar()
+    decoder = find_decoder(model).to(device).eval()
+    return LoadedDecoder(decoder, tokenizer, full_config, n_layers, model_type)

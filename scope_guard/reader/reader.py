@@ -1,0 +1,299 @@
+"""The reader: a local Gemma model that reads an exchange and returns response-token activations."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from scope_guard.errors import ConfigError, InputError
+from scope_guard.reader.exchange import EncodedExchange, ExchangeEncoder
+from scope_guard.reader.hooks import capture_sites, run_until_stopped, site_module
+from scope_guard.reader.loading import (
+    decoder_layers,
+    find_decoder,
+    load_decoder,
+    parse_dtype,
+    resolve_model_dir,
+    site_dim,
+)
+from scope_guard.reader.miniature import MINIATURE_LABEL, miniature_model_path
+from scope_guard.reader.reading import Reading
+from scope_guard.sites import Site
+
+__all__ = ["Reader", "ReaderInfo"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOKENS = 4096
+
+
+@dataclass(frozen=True)
+class ReaderInfo:
+    """What a reader is, for manifests, logs and reports."""
+
+    name: str
+    model_type: str
+    n_layers: int
+    d_model: int
+    sites: tuple[Site, ...]
+    dtype: str
+    device: str
+    max_tokens: int
+    is_stand_in: bool
+
+
+class Reader:
+    """Reads (prompt, response) exchanges with a local Gemma model.
+
+    One forward pass per batch, stopped right after the deepest hooked layer; the LM head is never
+    computed. Activations are captured by forward hooks at each site, for the response tokens only.
+
+    Args:
+        model: A Gemma 2 / Gemma 3 model or its decoder (anything with ``.layers``).
+        tokenizer: Its tokenizer (a fast tokenizer: character offsets are needed).
+        sites: Sites to capture (:class:`Site` or any spelling :meth:`Site.parse` accepts).
+        max_tokens: The most tokens one exchange may occupy; see :meth:`read` for truncation.
+        use_chat_template: Render through the chat template (``None``: when there is one).
+        name: A label for reports (a hub id or path).
+        n_layers: Layers of the full model, when ``model`` was loaded with fewer.
+        is_stand_in: Mark the reader as a stand-in whose activations mean nothing.
+        batch_size: Default batch size of :meth:`read_batch`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        sites: Sequence[Site | str],
+        *,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        use_chat_template: bool | None = None,
+        name: str | None = None,
+        n_layers: int | None = None,
+        is_stand_in: bool = False,
+        batch_size: int = 8,
+    ) -> None:
+        if not sites:
+            msg = "a reader needs at least one site, e.g. sites=['resid_post@20']"
+            raise ConfigError(msg)
+        if batch_size < 1:
+            msg = f"batch_size must be >= 1, got {batch_size}"
+            raise ConfigError(msg)
+        self.sites = tuple(sorted({Site.parse(s) for s in sites}))
+        self.decoder = find_decoder(model)
+        self.layers = decoder_layers(self.decoder)
+        for site in self.sites:
+            site_module(self.layers, site)  # fails early, naming the site, if it cannot be hooked
+        self.config = getattr(self.decoder, "config", None) or getattr(model, "config", None)
+        self.tokenizer = tokenizer
+        self.encoder = ExchangeEncoder(tokenizer, max_tokens, use_chat_template=use_chat_template)
+        self.name = name or type(model).__name__
+        self.n_layers = n_layers if n_layers is not None else len(self.layers)
+        self.is_stand_in = is_stand_in
+        self.batch_size = batch_size
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # Hooks are registered on the shared model per pass, so passes must not interleave.
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike[str],
+        sites: Sequence[Site | str],
+        *,
+        dtype: str | torch.dtype = "auto",
+        device: str | torch.device = "cpu",
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool | None = None,
+        revision: str | None = None,
+        use_chat_template: bool | None = None,
+        batch_size: int = 8,
+    ) -> Reader:
+        """Load a reader from a local folder or a hub id (through the HF cache).
+
+        Only the layers up to the deepest site are loaded. ``HF_HUB_OFFLINE=1`` (or
+        ``local_files_only=True``) restricts hub ids to what the cache already holds.
+
+        Raises:
+            ArtifactError: the model cannot be found or read (the message says how to get it).
+            ConfigError: unsupported architecture, bad site, dtype or ``max_tokens``.
+        """
+        parsed = [Site.parse(s) for s in sites]
+        if not parsed:
+            msg = "a reader needs at least one site, e.g. sites=['resid_post@20']"
+            raise ConfigError(msg)
+        torch_device = torch.device(device)
+        torch_dtype = parse_dtype(dtype, torch_device)
+        folder = resolve_model_dir(
+            model, cache_dir=cache_dir, local_files_only=local_files_only, revision=revision
+        )
+        loaded = load_decoder(
+            folder,
+            deepest_layer=max(s.layer for s in parsed),
+            dtype=torch_dtype,
+            device=torch_device,
+        )
+        is_stand_in = (folder / "STAND_IN.txt").is_file()
+        reader = cls(
+            loaded.decoder,
+            loaded.tokenizer,
+            parsed,
+            max_tokens=max_tokens,
+            use_chat_template=use_chat_template,
+            name=MINIATURE_LABEL if is_stand_in else str(model),
+            n_layers=loaded.n_layers,
+            is_stand_in=is_stand_in,
+            batch_size=batch_size,
+        )
+        reader.config = loaded.config
+        return reader
+
+    @classmethod
+    def miniature(
+        cls,
+        sites: Sequence[Site | str] = ("resid_post@3",),
+        *,
+        max_tokens: int = 1024,
+        cache_root: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> Reader:
+        """The built-in stand-in reader (a tiny random-weight Gemma 2), built on first use."""
+        kwargs.setdefault("dtype", "float32")
+        path = miniature_model_path(cache_root)
+        return cls.from_pretrained(path, sites, max_tokens=max_tokens, **kwargs)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        return next(self.decoder.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.decoder.parameters()).dtype
+
+    @property
+    def max_tokens(self) -> int:
+        return self.encoder.max_tokens
+
+    def site_dim(self, site: Site | str) -> int:
+        """Width of a site's activation vectors."""
+        return site_dim(self.config, Site.parse(site))
+
+    @property
+    def d_model(self) -> int:
+        return int(getattr(self.config, "hidden_size", 0) or self.site_dim(Site(0, "resid_post")))
+
+    @property
+    def info(self) -> ReaderInfo:
+        return ReaderInfo(
+            name=self.name,
+            model_type=str(getattr(self.config, "model_type", "unknown")),
+            n_layers=self.n_layers,
+            d_model=self.site_dim(Site(0, "resid_post")),
+            sites=self.sites,
+            dtype=str(self.dtype).removeprefix("torch."),
+            device=str(self.device),
+            max_tokens=self.max_tokens,
+            is_stand_in=self.is_stand_in,
+        )
+
+    # ------------------------------------------------------------------ reading
+    def read(self, prompt: str, response: str) -> Reading:
+        """Read one exchange (user turn = ``prompt``, model turn = ``response``).
+
+        When prompt and response exceed ``max_tokens`` the prompt is cut from its start and the
+        response kept whole; a response too long by itself is cut and the reading flagged.
+        An empty response gives a reading with zero tokens (no forward pass).
+
+        Raises:
+            InputError: if ``prompt`` or ``response`` is not a string.
+        """
+        return self.read_batch([(prompt, response)])[0]
+
+    def read_batch(
+        self, exchanges: Sequence[tuple[str, str]], *, batch_size: int | None = None
+    ) -> list[Reading]:
+        """Read many exchanges, padded and batched; results keep the input order.
+
+        Exchanges are grouped by length so that padding stays small. Padding goes on the right,
+        where causal attention keeps it from touching any real token.
+        """
+        size = batch_size or self.batch_size
+        encoded: list[EncodedExchange] = []
+        for i, item in enumerate(exchanges):
+            if not isinstance(item, tuple | list) or len(item) != 2:
+                msg = f"exchange {i} must be a (prompt, response) pair, got {type(item).__name__}"
+                raise InputError(msg)
+            encoded.append(self.encoder.encode(item[0], item[1]))
+        captured: list[dict[Site, torch.Tensor]] = [{} for _ in encoded]
+        todo = sorted(
+            (i for i, e in enumerate(encoded) if e.n_response_tokens > 0),
+            key=lambda i: -len(encoded[i].input_ids),
+        )
+        for start in range(0, len(todo), size):
+            chunk = todo[start : start + size]
+            for i, acts in zip(chunk, self._forward([encoded[i] for i in chunk]), strict=True):
+                captured[i] = acts
+        return [
+            self._reading(item, enc, acts)
+            for item, enc, acts in zip(exchanges, encoded, captured, strict=True)
+        ]
+
+    def _forward(self, batch: Sequence[EncodedExchange]) -> list[dict[Site, torch.Tensor]]:
+        """One stopped forward pass; per exchange, per site, the response rows."""
+        width = max(len(e.input_ids) for e in batch)
+        ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        rows, cols = [], []
+        for b, e in enumerate(batch):
+            ids[b, : len(e.input_ids)] = torch.tensor(e.input_ids, dtype=torch.long)
+            mask[b, : len(e.input_ids)] = 1
+            span = range(e.response_start, len(e.input_ids))
+            rows.extend([b] * len(span))
+            cols.extend(span)
+        device = self.device
+        row_t = torch.tensor(rows, device=device)
+        col_t = torch.tensor(cols, device=device)
+        with self._lock, torch.inference_mode():
+            with capture_sites(self.layers, self.sites, row_t, col_t) as captured:
+                run_until_stopped(
+                    self.decoder,
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    use_cache=False,
+                )
+        counts = [e.n_response_tokens for e in batch]
+        split = {site: torch.split(captured[site], counts) for site in self.sites}
+        return [{site: split[site][b] for site in self.sites} for b in range(len(batch))]
+
+    def _reading(
+        self, item: tuple[str, str], enc: EncodedExchange, acts: dict[Site, torch.Tensor]
+    ) -> Reading:
+        response = item[1]
+        if not acts:  # empty response: nothing to read
+            acts = {
+                s: torch.empty((0, self.site_dim(s)), dtype=self.dtype, device=self.device)
+                for s in self.sites
+            }
+        return Reading(
+            activations=acts,
+            token_ids=enc.input_ids[enc.response_start :],
+            tokens=tuple(response[a:b] for a, b in enc.response_offsets),
+            offsets=enc.response_offsets,
+            response=response,
+            prompt_truncated=enc.prompt_truncated,
+            response_truncated=enc.response_truncated,
+            n_prompt_tokens_dropped=enc.n_prompt_tokens_dropped,
+            n_tokens_read=len(enc.input_ids),
+            reader=self.name,
+            is_stand_in=self.is_stand_in,
+        )
