@@ -144,6 +144,7 @@ class GroundingDetector:
                 unsupported_entities=chk.unsupported_entities,
                 novel_words=chk.novel_words,
                 negation_unsupported=chk.negation_unsupported,
+                field_conflicts=chk.field_conflicts,
             )
             for c, chk in zip(claims, checks, strict=True)
         ]

@@ -15,7 +15,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detectors.grounding.embedders import Embedder, RequestFitted, embed_all
-from detectors.grounding.lexicon import MONTHS, content_stems, stem, tokens
+from detectors.grounding.fields import BoolField, bool_fields
+from detectors.grounding.lexicon import MONTHS, content_stems, prefix, stem, tokens
 from detectors.grounding.numbers import find_numbers
 from detectors.grounding.passages import Passage, split_contexts
 
@@ -38,6 +39,10 @@ class Evidence:
     """Adjacent word-stem pairs of the contexts (stopwords included)."""
     numbers: frozenset[float]
     """Every normalised number value in the contexts."""
+    prefixes: frozenset[str]
+    """Five-letter prefixes of the context words of six letters or more."""
+    fields: list[BoolField]
+    """Yes/no/unknown fields of structured contexts."""
     passage_stems: list[frozenset[str]] = field(repr=False)
     """Per passage: its content-word stems."""
     passage_numbers: list[frozenset[float]] = field(repr=False)
@@ -96,12 +101,15 @@ def build_evidence(
     stems: set[str] = set()
     bigrams: set[tuple[str, str]] = set()
     numbers: set[float] = set()
+    prefixes: set[str] = set()
     passage_stems: list[frozenset[str]] = []
     passage_numbers: list[frozenset[float]] = []
     stem_passages: dict[str, list[int]] = defaultdict(list)
     for i, text in enumerate(texts):
-        words = [stem(t.text) for t in tokens(text)]
+        toks = list(tokens(text))
+        words = [stem(t.text) for t in toks]
         stems.update(words)
+        prefixes.update(prefix(t.text) for t in toks if len(t.text) >= 6)
         bigrams.update(zip(words, words[1:], strict=False))
         own = frozenset(s for s, _ in content_stems(text))
         passage_stems.append(own)
@@ -123,6 +131,8 @@ def build_evidence(
         stems=frozenset(stems),
         bigrams=frozenset(bigrams),
         numbers=frozenset(numbers),
+        prefixes=frozenset(prefixes),
+        fields=bool_fields(passages),
         passage_stems=passage_stems,
         passage_numbers=passage_numbers,
         stem_passages=dict(stem_passages),

@@ -24,6 +24,7 @@ response without claims: support-like minima are 1, rates are 0.
 | n_numbers, unsupported_numbers, unsupported_number_rate | numbers, those in no passage, share |
 | n_entities, unsupported_entities, unsupported_entity_rate | names, those with a novel word, share |
 | unsupported_negations | claims that negate where their best passages do not |
+| field_conflicts | yes/no fields of structured contexts stated with the wrong polarity |
 | flagged_claim_fraction | share of claims with any unsupported number, entity or negation |
 """
 
@@ -66,6 +67,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "unsupported_entities",
     "unsupported_entity_rate",
     "unsupported_negations",
+    "field_conflicts",
     "flagged_claim_fraction",
 )
 
@@ -110,7 +112,10 @@ def grounding_features(
     ents = sum(c.entities for c in checks)
     bad_ents = sum(len(c.unsupported_entities) for c in checks)
     negs = sum(c.negation_unsupported for c in checks)
-    flagged = sum(bool(c.unsupported_numbers or c.unsupported_entities or c.negation_unsupported) for c in checks)
+    conflicts = sum(len(c.field_conflicts) for c in checks)
+    flagged = sum(
+        bool(c.unsupported_numbers or c.unsupported_entities or c.negation_unsupported or c.field_conflicts) for c in checks
+    )
     values = [
         float(n),
         float(n_non_claims),
@@ -138,6 +143,7 @@ def grounding_features(
         float(bad_ents),
         _rate(bad_ents, ents),
         float(negs),
+        float(conflicts),
         _rate(flagged, n),
     ]
     return values

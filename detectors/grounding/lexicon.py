@@ -12,12 +12,14 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 __all__ = [
+    "DISCOURSE",
     "MONTHS",
     "NEGATIONS",
     "STOPWORDS",
     "Token",
     "content_stems",
     "entities",
+    "prefix",
     "sanitize",
     "split_identifier",
     "stem",
@@ -54,7 +56,23 @@ STOPWORDS: frozenset[str] = frozenset(
     yourselves s t don doesn didn isn aren wasn weren won wouldn couldn shouldn hasn haven hadn
     ve ll re d m according additionally also based context document documents furthermore
     information mentioned moreover overall passage passages provided source sources summary
-    text answer question response stated states state given note notes article""".split()
+    text answer question response stated states state given note notes article am pm""".split()
+)
+# Words that frame, connect or evaluate facts rather than state them (reporting verbs,
+# connectives, presentational verbs): a response may use them freely, so they are not checked.
+DISCOURSE: frozenset[str] = frozenset(
+    """despite due including include includes included various particularly particular currently
+    still specifically typically primarily generally finally alternatively especially mainly
+    often usually several different certain specific significant important main key overall
+    said says stated stating describe described describes describing mention mentions noted
+    noting expressed expressing express reported reporting highlighted highlights highlighting
+    explained explains added adding claimed claims argued argues suggests suggest suggested
+    indicates indicate indicated refers refer referred appears appear appeared located offers
+    offer offered offering provides provide provided providing features featuring available
+    known considered called use uses using used make making need needs help helps allows allow
+    ensure take takes taking come comes become becomes found find get gets set well positive
+    negative mixed focus aspect aspects regarding related involves involved involve example
+    instance however although thus hence furthermore while whereas""".split()
 )
 
 
@@ -88,8 +106,17 @@ def tokens(text: str) -> Iterator[Token]:
 
 
 def split_identifier(name: str) -> str:
-    """Turn a field name like ``RestaurantsGoodForGroups`` or ``review_text`` into words."""
-    return _CAMEL.sub(" ", name).strip()
+    """Turn a field name like ``RestaurantsGoodForGroups`` or ``review_text`` into words.
+
+    A camel-case name keeps its joined form too ("WiFi" -> "Wi Fi WiFi"), so both spellings match.
+    """
+    words = _CAMEL.sub(" ", name).strip()
+    return f"{words} {name}" if " " in words and name.isalnum() else words
+
+
+def prefix(word: str, n: int = 5) -> str:
+    """The first ``n`` characters of the folded word, for derivational matches ("marriage"/"married")."""
+    return _fold(word)[:n]
 
 
 def _fold(word: str) -> str:
@@ -138,7 +165,7 @@ def content_stems(text: str) -> list[tuple[str, Token]]:
     out: list[tuple[str, Token]] = []
     for tok in tokens(text):
         folded = _fold(tok.text)
-        if len(folded) < 2 or not folded.isalpha() or folded in STOPWORDS:
+        if len(folded) < 2 or not folded.isalpha() or folded in STOPWORDS or folded in DISCOURSE:
             continue
         out.append((stem(folded), tok))
     return out

@@ -37,6 +37,8 @@ class Passage(NamedTuple):
     """End offset (exclusive)."""
     field: str | None
     """Dotted field path for structured data (``attributes.WiFi``), else None."""
+    value: str | None = None
+    """The field's value as rendered ("yes", "no", "none", "11:0-17:0"), else None."""
 
 
 def _match_bracket(text: str, start: int) -> int:
@@ -118,7 +120,7 @@ class _Flattener:
         if len(rendered.split()) > self.max_words:
             pieces = [rendered[s:e] for s, e in split_sentences(rendered)]
         for piece in pieces:
-            self.out.append(Passage(f"{label}: {piece}", self.ci, start, end, field))
+            self.out.append(Passage(f"{label}: {piece}", self.ci, start, end, field, rendered))
 
 
 def _prose(text: str, offset: int, ci: int, max_words: int) -> list[Passage]:
@@ -170,7 +172,14 @@ def split_context(text: str, context_index: int = 0, *, max_words: int = 60) -> 
     kv = list(_KV_LINE.finditer(text))
     if len(lines) >= 3 and len(kv) >= 0.6 * len(lines):
         return [
-            Passage(f"{split_identifier(m.group(1).strip())}: {m.group(2).strip()}", context_index, m.start(), m.end(), m.group(1).strip())
+            Passage(
+                f"{split_identifier(m.group(1).strip())}: {m.group(2).strip()}",
+                context_index,
+                m.start(),
+                m.end(),
+                m.group(1).strip(),
+                m.group(2).strip(),
+            )
             for m in kv
         ]
     return _prose(text, 0, context_index, max_words)

@@ -45,6 +45,7 @@ class ClaimResult(BaseModel):
     unsupported_entities: list[str] = Field(description="Names with a word no passage holds.")
     novel_words: list[str] = Field(description="Content words no passage holds.")
     negation_unsupported: bool = Field(description="The claim negates where its passages do not.")
+    field_conflicts: list[str] = Field(description="Yes/no fields stated with the wrong polarity.")
 
 
 class SkippedSegment(BaseModel):

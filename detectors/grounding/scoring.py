@@ -9,10 +9,11 @@ Signals, each in [0, 1] or a count:
 - ``novel_bigram_rate``: share of adjacent word pairs that never occur in the contexts - new
   combinations of known words;
 - unsupported numbers (value in no passage, after normalisation), entities (a capitalised name
-  with a word in no passage) and negations (the claim negates, its best passages do not).
+  with a word in no passage), negations (the claim negates, its best passages do not) and
+  structured yes/no fields stated with the wrong polarity (:mod:`detectors.grounding.fields`).
 
 The support score is the mean of similarity, coverage and global coverage (``1 - novel_rate``),
-halved for every unsupported number and scaled by 3/4 for every unsupported entity or negation:
+halved for every unsupported number or field conflict and scaled by 3/4 for every unsupported entity or negation:
 a rule of thumb, deliberately simple; the calibrated probe learns the weights from data.
 """
 
@@ -25,7 +26,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detectors.grounding.evidence import Evidence
-from detectors.grounding.lexicon import NEGATIONS, content_stems, entities, stem, tokens
+from detectors.grounding.fields import field_conflicts
+from detectors.grounding.lexicon import NEGATIONS, content_stems, entities, prefix, stem, tokens
 from detectors.grounding.numbers import find_numbers, numbers_match
 
 __all__ = ["ClaimCheck", "check_claim"]
@@ -62,6 +64,8 @@ class ClaimCheck(NamedTuple):
     """Entities with a word found in no passage."""
     negation_unsupported: bool
     """The claim negates but none of its best passages holds a negation."""
+    field_conflicts: list[str]
+    """Yes/no fields of structured contexts that the claim states with the wrong polarity."""
 
 
 def _greedy_coverage(stems: list[str], evidence: Evidence, seeds: list[int]) -> tuple[float, list[int]]:
@@ -107,7 +111,9 @@ def check_claim(text: str, vector_scores: NDArray[np.float32], vector_ids: NDArr
     similarity = float(np.clip(pairs[0][1], 0.0, 1.0)) if pairs else 0.0
     cs = content_stems(text)
     stems = [s for s, _ in cs]
-    novel = [tok.text for s, tok in cs if s not in evidence.stems]
+    novel = [
+        tok.text for s, tok in cs if s not in evidence.stems and (len(tok.text) < 6 or prefix(tok.text) not in evidence.prefixes)
+    ]
     novel_rate = len(novel) / len(cs) if cs else 0.0
     coverage, chosen = _greedy_coverage(stems, evidence, [p for p, _ in pairs[:2]])
     if not evidence.passages:
@@ -125,8 +131,9 @@ def check_claim(text: str, vector_scores: NDArray[np.float32], vector_ids: NDArr
         any(t.text.lower() in NEGATIONS or t.text.lower() in _NEGATIVE_VALUES for t in tokens(evidence.passages[p].text))
         for p in near
     )
+    conflicts = field_conflicts(text, evidence.fields)
     base = (similarity + coverage + (1.0 - novel_rate)) / 3.0
-    support = base * 0.5 ** len(bad_nums) * 0.75 ** (len(bad_ents) + int(negation_unsupported))
+    support = base * 0.5 ** (len(bad_nums) + len(conflicts)) * 0.75 ** (len(bad_ents) + int(negation_unsupported))
     return ClaimCheck(
         support=float(np.clip(support, 0.0, 1.0)),
         similarity=similarity,
@@ -141,4 +148,5 @@ def check_claim(text: str, vector_scores: NDArray[np.float32], vector_ids: NDArr
         entities=len(ents),
         unsupported_entities=bad_ents,
         negation_unsupported=negation_unsupported,
+        field_conflicts=conflicts,
     )

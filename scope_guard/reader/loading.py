@@ -189,9 +189,8 @@ def load_decoder(
     try:
         config = AutoConfig.from_pretrained(folder)
         full_config = AutoConfig.from_pretrained(folder)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError, KeyError) as exc:
-        msg = f"cannot read the model config or tokenizer in {folder}: {exc}"
+        msg = f"cannot read the model config in {folder}: {exc}"
         raise ArtifactError(msg) from exc
     model_type = getattr(config, "model_type", "")
     if model_type not in SUPPORTED_MODEL_TYPES:
@@ -200,6 +199,11 @@ def load_decoder(
             f"{', '.join(SUPPORTED_MODEL_TYPES)} (Gemma 2 for Gemma Scope, Gemma 3 for Gemma Scope 2)"
         )
         raise ConfigError(msg)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, KeyError) as exc:
+        msg = f"cannot read the tokenizer in {folder}: {exc}"
+        raise ArtifactError(msg) from exc
     cfg = text_config(config)
     n_layers = int(cfg.num_hidden_layers)
     if deepest_layer >= n_layers:
@@ -214,12 +218,13 @@ def load_decoder(
     hf_logging.set_verbosity_error()  # the skipped layers and LM head are expected "unused weights"
     hf_logging.disable_progress_bar()
     try:
-        model = AutoModel.from_pretrained(
+        model, loading_info = AutoModel.from_pretrained(
             folder,
             config=config,
             dtype=dtype,
             attn_implementation=SUPPORTED_MODEL_TYPES[model_type],
             use_safetensors=True,
+            output_loading_info=True,
         )
     except (OSError, ValueError, RuntimeError) as exc:
         msg = f"cannot load the model weights in {folder}: {exc}"
@@ -228,5 +233,14 @@ def load_decoder(
         hf_logging.set_verbosity(previous)
         if bars:
             hf_logging.enable_progress_bar()
+    # A weight the checkpoint lacks would otherwise be left at its random initialisation.
+    missing = sorted(
+        str(k)
+        for k in (*loading_info.get("missing_keys", ()), *loading_info.get("mismatched_keys", ()))
+    )
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        msg = f"the checkpoint in {folder} lacks {len(missing)} weights of the layers read: {shown}"
+        raise ArtifactError(msg)
     decoder = find_decoder(model).to(device).eval()
     return LoadedDecoder(decoder, tokenizer, full_config, n_layers, model_type)

@@ -184,7 +184,10 @@ def check_tensors(
             raise ArtifactError(msg)
         wanted_ndim = 2 if name.startswith("W_") else 1
         if tensor.ndim != wanted_ndim:
-            msg = f"{where}: tensor {name!r} is {tensor.ndim}-D {tuple(tensor.shape)}, expected {wanted_ndim}-D"
+            msg = (
+                f"{where}: tensor {name!r} is {tensor.ndim}-D {tuple(tensor.shape)}, "
+                f"expected {wanted_ndim}-D"
+            )
             raise ArtifactError(msg)
     d_sae, d_model = raw["b_enc"].shape[0], raw["b_dec"].shape[0]
     out = dict(raw)
@@ -207,7 +210,10 @@ def check_tensors(
         )
         raise ArtifactError(msg)
     if expected_d_model is not None and d_model != expected_d_model:
-        msg = f"{where}: the SAE reads d_model={d_model} but the model site has d_model={expected_d_model}"
+        msg = (
+            f"{where}: the SAE reads d_model={d_model} but the model site has "
+            f"d_model={expected_d_model}"
+        )
         raise ArtifactError(msg)
     for name, tensor in out.items():
         bad = int((~torch.isfinite(tensor)).sum())
@@ -313,7 +319,8 @@ def _gs2_meta(config: Path) -> dict[str, Any]:
 
 def _saelens_meta(cfg_path: Path) -> dict[str, Any]:
     cfg = _read_json(cfg_path)
-    extra = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+    metadata = cfg.get("metadata")
+    extra: dict[str, Any] = metadata if isinstance(metadata, dict) else {}
     arch = cfg.get("architecture")
     if arch != "jumprelu":
         msg = f"{cfg_path}: architecture {arch!r} is not supported; only 'jumprelu'"

@@ -190,20 +190,32 @@ class JumpReLUSAE(torch.nn.Module):
         return tensor.to(dtype=self.dtype, device=self.device)
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    def encode(self, x: torch.Tensor | np.ndarray, *, exact: bool = False) -> torch.Tensor:
         """Encode activations into sparse JumpReLU codes.
+
+        By default the pre-activations are computed in the SAE's dtype (fast). BLAS kernels
+        sum in an order that depends on the matrix shapes, so a narrowed SAE's codes then equal
+        the full SAE's columns only up to float rounding (about 1e-6 relative in float32).
+        ``exact=True`` accumulates in float64 and rounds once to the SAE's dtype, which makes
+        the codes independent of how many latents are computed: a narrowed SAE then returns
+        exactly the full SAE's columns (barring a float64 result lying on a rounding boundary).
 
         Args:
             x: Activations, shape ``(..., d_model)``; cast to the SAE's dtype and device.
+            exact: Accumulate in float64 (slower; for verification and reproducibility).
 
         Returns:
             Codes of shape ``(..., n_latents)``: ``relu(pre) * (pre > threshold)`` with
-            ``pre = x @ W_enc + b_enc``.
+            ``pre = x @ W_enc + b_enc``, in the SAE's dtype.
 
         Raises:
             InputError: if the last dimension of ``x`` is not ``d_model``.
         """
         x = self._check_input(x, self.d_model, "x")
+        if exact:
+            pre64 = x.double() @ self.W_enc.double() + self.b_enc.double()
+            codes = torch.relu(pre64) * (pre64 > self.threshold.double()).double()
+            return codes.to(self.dtype)
         pre = x @ self.W_enc + self.b_enc
         return torch.relu(pre) * (pre > self.threshold).to(pre.dtype)
 
@@ -249,8 +261,9 @@ class JumpReLUSAE(torch.nn.Module):
                 computes, no duplicates.
 
         Returns:
-            An SAE whose encoding equals ``self.encode(x)[..., positions]``, where ``positions``
-            are the columns of ``latents``; its ``latent_ids`` are ``latents``.
+            An SAE whose encoding equals ``self.encode(x)[..., positions]`` (bitwise with
+            ``exact=True``, see :meth:`encode`), where ``positions`` are the columns of
+            ``latents``; its ``latent_ids`` are ``latents``.
 
         Raises:
             ConfigError: if ``latents`` is empty, holds a non-integer, a duplicate, or an id

@@ -126,7 +126,8 @@ def resolve_sae_id(sae_id: str) -> SAERegistryEntry:
     valid = ", ".join(_data()["gemma_scope_1"])
     msg = (
         f"unknown SAE release {release!r} in {sae_id!r}; valid Gemma Scope releases: {valid}; "
-        "Gemma Scope 2: gemma-scope-2-{270m|1b|4b|12b|27b}-{pt|it}-{res|res-all|mlp|mlp-all|att|att-all}"
+        "Gemma Scope 2: gemma-scope-2-{270m|1b|4b|12b|27b}-{pt|it}-"
+        "{res|res-all|mlp|mlp-all|att|att-all}"
     )
     raise ConfigError(msg)
 
@@ -231,7 +232,10 @@ def _resolve_gs2(release: str, tail: str) -> SAERegistryEntry:
     model, site = gs2["models"][size], gs2["sites"][site_name]
     match = _GS2_TAIL.match(tail)
     if not match:
-        msg = f"cannot parse {release}/{tail!r}; write it as '{release}/layer_<L>/width_<W>/l0_<small|medium|big>'"
+        msg = (
+            f"cannot parse {release}/{tail!r}; write it as "
+            f"'{release}/layer_<L>/width_<W>/l0_<small|medium|big>'"
+        )
         raise ConfigError(msg)
     layer, width, bucket = int(match["layer"]), match["width"], match["l0"]
     n_layers = int(model["n_layers"])
@@ -288,7 +292,10 @@ def neuronpedia_url(entry: SAERegistryEntry | str, latent: int) -> str:
         entry = resolve_sae_id(entry)
     if isinstance(entry, SAERegistryEntry):
         if entry.neuronpedia_id is None:
-            msg = f"{entry.sae_id} has no Neuronpedia id in the registry (only canonical Gemma Scope 2B SAEs do)"
+            msg = (
+                f"{entry.sae_id} has no Neuronpedia id in the registry "
+                "(only canonical Gemma Scope 2B SAEs have one)"
+            )
             raise ConfigError(msg)
         np_id, d_sae = entry.neuronpedia_id, entry.d_sae
     else:

@@ -85,8 +85,8 @@ def save_gemma_scope_npz(sae: JumpReLUSAE, path: str | Path) -> Path:
         target = _folder(target) / GS1_FILE
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {k: v.numpy() for k, v in _tensors(sae, torch.float32).items()}
-    np.savez(target, **arrays)
+    arrays: dict[str, Any] = {k: v.numpy() for k, v in _tensors(sae, torch.float32).items()}
+    np.savez(target, allow_pickle=False, **arrays)
     logger.info("wrote Gemma Scope 1 SAE to %s", target)
     return target
 
