@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from scope_guard.sae import JumpReLUSAE
 
 __all__ = [
-    "Pooling",
     "PooledFeatures",
+    "Pooling",
     "SiteFeatures",
     "SparseVector",
     "encode_reading",
@@ -158,7 +158,9 @@ def encode_reading(
         site = Site.parse(key)
         acts = reading.activation(site)
         if acts.shape[1] != sae.d_model:
-            msg = f"SAE for {site} reads width {sae.d_model}, but the site has width {acts.shape[1]}"
+            msg = (
+                f"SAE for {site} reads width {sae.d_model}, but the site has width {acts.shape[1]}"
+            )
             raise ConfigError(msg)
         with torch.inference_mode():
             codes = sae.encode(acts).float().cpu()

@@ -21,21 +21,25 @@ from scope_guard.reader import Reader
 from scope_guard.reader.miniature import _corpus, default_cache_root
 from scope_guard.sae.jumprelu import JumpReLUSAE, SAEInfo
 from scope_guard.sae.writers import save_saelens
-from scope_guard.sites import Site
+from scope_guard.sites import Site, SiteKind
 
 __all__ = ["MINIATURE_SAE_SITE", "MINIATURE_SAE_WIDTH", "build_miniature_sae", "miniature_sae_path"]
 
 logger = logging.getLogger(__name__)
 
-MINIATURE_SAE_SITE = Site(3, "resid_post")
+MINIATURE_SAE_SITE = Site(3, SiteKind.RESID_POST)
 MINIATURE_SAE_WIDTH = 512
 _FIRING_RATE = 0.03
 
 
-def build_miniature_sae(reader: Reader, site: Site = MINIATURE_SAE_SITE, *, seed: int = 0) -> JumpReLUSAE:
+def build_miniature_sae(
+    reader: Reader, site: Site = MINIATURE_SAE_SITE, *, seed: int = 0
+) -> JumpReLUSAE:
     """Shape a JumpReLU SAE to ``reader``'s activations at ``site`` (deterministic)."""
     generator = torch.Generator().manual_seed(seed)
-    sample = [(s, t) for s, t in zip(_corpus(48, seed + 7)[::2], _corpus(48, seed + 7)[1::2], strict=True)]
+    sample = [
+        (s, t) for s, t in zip(_corpus(48, seed + 7)[::2], _corpus(48, seed + 7)[1::2], strict=True)
+    ]
     acts = torch.cat([r.activation(site).float() for r in reader.read_batch(sample)])
     d_model = acts.shape[1]
     W_dec = torch.randn(MINIATURE_SAE_WIDTH, d_model, generator=generator)

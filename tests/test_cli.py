@@ -13,8 +13,22 @@ RESPONSE = "It was completed in 1889."
 
 
 def test_features_miniature_json(capsys):
-    assert main(["features", "--miniature", "--prompt", PROMPT, "--response", RESPONSE,
-                 "--top-k", "3", "--json"]) == 0
+    assert (
+        main(
+            [
+                "features",
+                "--miniature",
+                "--prompt",
+                PROMPT,
+                "--response",
+                RESPONSE,
+                "--top-k",
+                "3",
+                "--json",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     payload = json.loads(captured.out)
     assert payload["stand_in"] is True
@@ -33,16 +47,29 @@ def test_features_text_output_labels_stand_in(capsys):
     assert main(["features", "--miniature", "--prompt", PROMPT, "--response", RESPONSE]) == 0
     text = capsys.readouterr().out
     assert "STAND-IN" in text
-    assert "per token" in text and "overall" in text
+    assert "per token" in text
+    assert "overall" in text
 
 
 def test_features_errors_are_reported_not_raised(capsys, tmp_path):
-    code = main(["features", "--model", str(tmp_path), "--sae", str(tmp_path),
-                 "--prompt", "p", "--response", "r"])
+    code = main(
+        [
+            "features",
+            "--model",
+            str(tmp_path),
+            "--sae",
+            str(tmp_path),
+            "--prompt",
+            "p",
+            "--response",
+            "r",
+        ]
+    )
     assert code == 2
     assert "ArtifactError" in capsys.readouterr().err
-    assert main(["features", "--miniature", "--prompt", "p", "--response", "r",
-                 "--top-k", "0"]) == 2
+    assert (
+        main(["features", "--miniature", "--prompt", "p", "--response", "r", "--top-k", "0"]) == 2
+    )
 
 
 def test_features_needs_sae_with_model(capsys, tmp_path):
@@ -52,8 +79,23 @@ def test_features_needs_sae_with_model(capsys, tmp_path):
 
 @pytest.mark.slow
 def test_bench_tiny_json(capsys):
-    assert main(["bench", "--shape", "tiny", "--tokens", "64", "--repeats", "1",
-                 "--dtype", "float32", "--json"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--shape",
+                "tiny",
+                "--tokens",
+                "64",
+                "--repeats",
+                "1",
+                "--dtype",
+                "float32",
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert set(report["results"]) == {"floor", "scope_guard", "scope_guard_narrow", "naive"}
     for result in report["results"].values():

@@ -85,7 +85,9 @@ def test_encode_reading_matches_hand_computation():
     torch.testing.assert_close(feats.codes, expected_codes)
     expected = torch.cat([expected_codes.mean(0), expected_codes.amax(0)]).numpy()
     np.testing.assert_allclose(feats.pooled.to_dense(), expected, rtol=1e-6)
-    np.testing.assert_allclose(feats.raw, torch.cat([acts.mean(0), acts.amax(0)]).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        feats.raw, torch.cat([acts.mean(0), acts.amax(0)]).numpy(), rtol=1e-6
+    )
     assert feats.latent_ids.tolist() == list(range(6))
 
 
@@ -98,7 +100,10 @@ def test_narrowed_sae_gives_the_same_columns():
     torch.testing.assert_close(narrow.codes, full.codes[:, keep])
     assert narrow.latent_ids.tolist() == keep
     assert feature_names(SITE, narrow.latent_ids, "max") == [
-        "resid_post@3/max/30", "resid_post@3/max/2", "resid_post@3/max/17", "resid_post@3/max/5"
+        "resid_post@3/max/30",
+        "resid_post@3/max/2",
+        "resid_post@3/max/17",
+        "resid_post@3/max/5",
     ]
 
 

@@ -19,8 +19,8 @@ from sklearn.preprocessing import StandardScaler
 
 __all__ = ["BinaryScores", "best_threshold", "binary_scores", "grouped_cv", "span_counts", "span_cv"]
 
-ClaimSpans = list[tuple[int, int, float]]
-"""Per response: ``(start, end, support)`` of each claim."""
+ClaimSpans = list[tuple[float, list[tuple[int, int]]]]
+"""Per response, per claim: ``(support, spans to flag when the claim is unsupported)``."""
 
 
 class BinaryScores(NamedTuple):
@@ -101,12 +101,13 @@ def binary_scores(y: NDArray[np.int64], prob: NDArray[np.float64], pred: NDArray
 def span_counts(claims: ClaimSpans, gold: Sequence[tuple[int, int]], threshold: float) -> tuple[int, int, int]:
     """Character counts ``(true positive, predicted, gold)`` for one response.
 
-    Predicted characters are those of claims with support below ``threshold``.
+    Predicted characters are the spans of the claims with support below ``threshold``.
     """
     pred_chars: set[int] = set()
-    for s, e, support in claims:
+    for support, spans in claims:
         if support < threshold:
-            pred_chars.update(range(s, e))
+            for s, e in spans:
+                pred_chars.update(range(s, e))
     gold_chars: set[int] = set()
     for s, e in gold:
         gold_chars.update(range(s, e))

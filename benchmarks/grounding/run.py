@@ -38,6 +38,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (BLAS, OpenMP, faiss)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--span-mode",
+        choices=["phrase", "claim"],
+        default="phrase",
+        help="flag an unsupported claim's phrases that hold unsupported items (default) or the whole claim",
+    )
     ap.add_argument("--json", dest="json_path", help="also write all figures to this JSON file")
     ap.add_argument("--features-out", help="write features, labels, groups, tasks to this .npz")
     return ap.parse_args(argv)
@@ -70,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     span_counts: dict[int, tuple[int, int, int]] = {}
     thresholds: list[float] = []
     if has_spans:
-        claims = [[(c.start, c.end, c.support) for c in r.claims] for r in results]
+        claims = [
+            [(c.support, [(c.start, c.end)] if args.span_mode == "claim" else c.unsupported_spans or [(c.start, c.end)]) for c in r.claims]
+            for r in results
+        ]
         gold = [list(ex.spans or []) for ex in examples]
         span_counts, thresholds = span_cv(claims, gold, y, groups, n_splits=args.folds, seed=args.seed)
     report: dict[str, object] = {

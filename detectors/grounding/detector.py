@@ -13,6 +13,7 @@ from detectors.grounding.embedders import as_embedder, embed_all
 from detectors.grounding.evidence import Evidence, build_evidence, contexts_key
 from detectors.grounding.features import grounding_features, heuristic_risk
 from detectors.grounding.inputs import normalize_contexts, normalize_text
+from detectors.grounding.phrases import unsupported_spans
 from detectors.grounding.result import ClaimResult, GroundingResult, PassageRef, SkippedSegment
 from detectors.grounding.scoring import check_claim
 from scope_guard.errors import ConfigError
@@ -40,6 +41,8 @@ class GroundingConfig:
     """Longer contexts (all together) raise InputError."""
     cache_size: int = 16
     """How many distinct context sets keep their passage index (0 disables the cache)."""
+    search_threads: int | None = 1
+    """OpenMP threads per faiss search (None: leave faiss's setting); see ``Evidence.search``."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -50,6 +53,7 @@ class GroundingConfig:
             "max_response_chars": self.max_response_chars >= 1,
             "max_context_chars": self.max_context_chars >= 1,
             "cache_size": self.cache_size >= 0,
+            "search_threads": self.search_threads is None or self.search_threads >= 1,
         }
         for name, ok in checks.items():
             if not ok:
@@ -127,7 +131,7 @@ class GroundingDetector:
         skipped = [SkippedSegment(text=s.text, start=s.start, end=s.end, kind=s.kind) for s in segments if s.kind != "claim"]
         ev = self._evidence(texts, q)
         vectors = embed_all(ev.embedder, [c.text for c in claims], "claims")
-        scores, ids = ev.search(vectors, cfg.top_k)
+        scores, ids = ev.search(vectors, cfg.top_k, cfg.search_threads)
         checks = [check_claim(c.text, scores[i], ids[i], ev) for i, c in enumerate(claims)]
         results = [
             ClaimResult(
@@ -145,6 +149,7 @@ class GroundingDetector:
                 novel_words=chk.novel_words,
                 negation_unsupported=chk.negation_unsupported,
                 field_conflicts=chk.field_conflicts,
+                unsupported_spans=[(c.start + a, c.start + b) for a, b in unsupported_spans(c.text, chk.item_spans)],
             )
             for c, chk in zip(claims, checks, strict=True)
         ]

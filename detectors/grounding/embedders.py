@@ -55,10 +55,16 @@ class RequestFitted(Protocol):
 
 
 class _FittedTfidf:
-    def __init__(self, vectorizer: Any) -> None:
+    """A TF-IDF embedder fitted on one request's passages; keeps their vectors from the fit."""
+
+    def __init__(self, vectorizer: Any, corpus: list[str], vectors: Any) -> None:
         self.vectorizer = vectorizer
+        self._corpus = corpus
+        self._vectors = vectors
 
     def embed(self, texts: list[str]) -> NDArray[np.float32]:
+        if texts == self._corpus:  # the passages: reuse fit_transform's output
+            return np.asarray(self._vectors.toarray(), dtype=np.float32)
         return np.asarray(self.vectorizer.transform(texts).toarray(), dtype=np.float32)
 
 
@@ -96,8 +102,11 @@ class TfidfCharEmbedder:
             max_features=self.max_features,
             dtype=np.float32,
         )
-        vectorizer.fit([t for t in corpus if t.strip()] or ["empty"])
-        return _FittedTfidf(vectorizer)
+        if not any(t.strip() for t in corpus):
+            vectorizer.fit(["empty"])
+            return _FittedTfidf(vectorizer, [], None)
+        vectors = vectorizer.fit_transform(corpus)
+        return _FittedTfidf(vectorizer, list(corpus), vectors)
 
     def __repr__(self) -> str:
         return f"TfidfCharEmbedder(ngram_range={self.ngram_range}, max_features={self.max_features})"

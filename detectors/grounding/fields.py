@@ -69,8 +69,12 @@ def bool_fields(passages: list[Passage]) -> list[BoolField]:
     return out
 
 
-def field_conflicts(text: str, fields: list[BoolField]) -> list[str]:
-    """Names of the fields that ``text`` mentions with a polarity their value contradicts."""
+def field_conflicts(text: str, fields: list[BoolField]) -> list[tuple[str, int, int]]:
+    """Fields that ``text`` mentions with a polarity their value contradicts.
+
+    Returns:
+        ``(field name, start, end)`` per conflict, the offsets those of the mention in ``text``.
+    """
     if not fields:
         return []
     toks = list(tokens(text))
@@ -92,5 +96,5 @@ def field_conflicts(text: str, fields: list[BoolField]) -> list[str]:
         window = lowered[max(0, hit - _BEFORE) : hit] + lowered[hit + 1 : hit + 1 + _AFTER]
         negative = any(w in NEGATIONS for w in window)
         if f.value is None or f.value == negative:
-            out.append(f.compact or " ".join(sorted(f.stems)))
+            out.append((f.compact or " ".join(sorted(f.stems)), toks[hit].start, toks[hit].end))
     return out

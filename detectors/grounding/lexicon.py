@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import NamedTuple
 
 __all__ = [
@@ -119,6 +120,7 @@ def prefix(word: str, n: int = 5) -> str:
     return _fold(word)[:n]
 
 
+@lru_cache(maxsize=1 << 16)
 def _fold(word: str) -> str:
     word = unicodedata.normalize("NFKD", word.lower())
     word = "".join(ch for ch in word if not unicodedata.combining(ch))
@@ -128,6 +130,7 @@ def _fold(word: str) -> str:
     return word.replace("'", "")
 
 
+@lru_cache(maxsize=1 << 16)
 def stem(word: str) -> str:
     """A light, conservative suffix-stripping stemmer (plural, -ing, -ed, -ly), cut to 7 chars.
 

@@ -66,6 +66,8 @@ class ClaimCheck(NamedTuple):
     """The claim negates but none of its best passages holds a negation."""
     field_conflicts: list[str]
     """Yes/no fields of structured contexts that the claim states with the wrong polarity."""
+    item_spans: list[tuple[int, int]]
+    """Offsets (in the claim) of every unsupported word, number, name and field mention."""
 
 
 def _greedy_coverage(stems: list[str], evidence: Evidence, seeds: list[int]) -> tuple[float, list[int]]:
@@ -111,9 +113,10 @@ def check_claim(text: str, vector_scores: NDArray[np.float32], vector_ids: NDArr
     similarity = float(np.clip(pairs[0][1], 0.0, 1.0)) if pairs else 0.0
     cs = content_stems(text)
     stems = [s for s, _ in cs]
-    novel = [
-        tok.text for s, tok in cs if s not in evidence.stems and (len(tok.text) < 6 or prefix(tok.text) not in evidence.prefixes)
+    novel_toks = [
+        tok for s, tok in cs if s not in evidence.stems and (len(tok.text) < 6 or prefix(tok.text) not in evidence.prefixes)
     ]
+    novel = [t.text for t in novel_toks]
     novel_rate = len(novel) / len(cs) if cs else 0.0
     coverage, chosen = _greedy_coverage(stems, evidence, [p for p, _ in pairs[:2]])
     if not evidence.passages:
@@ -122,16 +125,24 @@ def check_claim(text: str, vector_scores: NDArray[np.float32], vector_ids: NDArr
     grams = list(zip(words, words[1:], strict=False))
     novel_bigram_rate = sum(g not in evidence.bigrams for g in grams) / len(grams) if grams else 0.0
     nums = find_numbers(text)
-    bad_nums = [m.text for m in nums if not numbers_match(m.value, evidence.numbers)]
+    bad_num_mentions = [m for m in nums if not numbers_match(m.value, evidence.numbers)]
+    bad_nums = [m.text for m in bad_num_mentions]
     ents = entities(text)
-    bad_ents = [e.text for e in ents if any(s not in evidence.stems for s, _ in content_stems(e.text))]
+    bad_ent_toks = [e for e in ents if any(s not in evidence.stems for s, _ in content_stems(e.text))]
+    bad_ents = [e.text for e in bad_ent_toks]
     negates = any(w.lower() in NEGATIONS for w in (t.text for t in tokens(text)))
     near = {p for p, _ in pairs[:2]} | set(chosen)
     negation_unsupported = negates and not any(
         any(t.text.lower() in NEGATIONS or t.text.lower() in _NEGATIVE_VALUES for t in tokens(evidence.passages[p].text))
         for p in near
     )
-    conflicts = field_conflicts(text, evidence.fields)
+    found_conflicts = field_conflicts(text, evidence.fields)
+    conflicts = [name for name, _, _ in found_conflicts]
+    items = sorted(
+        {(t.start, t.end) for t in [*novel_toks, *bad_ent_toks]}
+        | {(m.start, m.end) for m in bad_num_mentions}
+        | {(s, e) for _, s, e in found_conflicts}
+    )
     base = (similarity + coverage + (1.0 - novel_rate)) / 3.0
     support = base * 0.5 ** (len(bad_nums) + len(conflicts)) * 0.75 ** (len(bad_ents) + int(negation_unsupported))
     return ClaimCheck(
@@ -149,4 +160,5 @@ def check_claim(text: str, vector_scores: NDArray[np.float32], vector_ids: NDArr
         unsupported_entities=bad_ents,
         negation_unsupported=negation_unsupported,
         field_conflicts=conflicts,
+        item_spans=items,
     )

@@ -77,13 +77,13 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     from scope_guard.features import Pooling, encode_reading, pool_codes
     from scope_guard.reader import ExchangeEncoder, Reader, miniature_model_path
     from scope_guard.reader.loading import parse_dtype
-    from scope_guard.sites import Site
+    from scope_guard.sites import Site, SiteKind
 
     torch.set_num_threads(int(spec["threads"]))
     shape = get_shape(spec["shape"])
     pipeline = spec["pipeline"]
     dtype = parse_dtype(spec["dtype"], torch.device("cpu"))
-    site = Site(shape.layer, "resid_post")
+    site = Site(shape.layer, SiteKind.RESID_POST)
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
 
@@ -119,7 +119,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             e = encoder.encode(prompt, response)
             with torch.inference_mode():
                 out = model(
-                    input_ids=torch.tensor([e.input_ids]), output_hidden_states=True, use_cache=False
+                    input_ids=torch.tensor([e.input_ids]),
+                    output_hidden_states=True,
+                    use_cache=False,
                 )
                 codes = sae.encode(out.hidden_states[shape.layer + 1][0])
                 pool_codes(codes[e.response_start :], Pooling.MEAN_MAX)

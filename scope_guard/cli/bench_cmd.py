@@ -18,10 +18,10 @@ def add_parser(sub: Any) -> None:
         "bench",
         help="measure throughput and memory against the floor and the naive pipeline",
         description=(
-            "Runs, each in its own process on a random-weight Gemma 2 of the chosen shape: the "
-            "floor (a bare forward pass to the hooked layer), scope-guard (read + full SAE encode + "
-            "pool, and with the SAE narrowed), and the naive pipeline (full forward with hidden "
-            "states and the LM head, full SAE over every token)."
+            "Runs, each in its own process on a random-weight Gemma 2 of the chosen shape: "
+            "the floor (a bare forward pass to the hooked layer), scope-guard (read + full "
+            "SAE encode + pool, and with the SAE narrowed), and the naive pipeline (full "
+            "forward with hidden states and the LM head, full SAE over every token)."
         ),
     )
     p.add_argument("--shape", choices=list(SHAPES), default="tiny")
@@ -69,4 +69,3 @@ def run(args: argparse.Namespace) -> int:
     for key, t in report.targets.items():
         out(f"target {key} {t['bound']}: {'met' if t['met'] else 'NOT met'}")
     return 0
-

@@ -81,14 +81,16 @@ def run(args: argparse.Namespace) -> int:
             args.model, [site], dtype=args.dtype, device=args.device, max_tokens=args.max_tokens
         )
     if sae.d_model != reader.site_dim(site):
-        msg = f"SAE width {sae.d_model} does not match the reader's {reader.site_dim(site)} at {site}"
+        msg = (
+            f"SAE width {sae.d_model} does not match the reader's {reader.site_dim(site)} at {site}"
+        )
         raise ConfigError(msg)
     reading = reader.read(args.prompt, args.response)
     features = encode_reading(reading, {site: sae.to(reader.device)}, Pooling.MEAN_MAX)[site]
     codes, ids, k = features.codes, features.latent_ids, min(args.top_k, features.codes.shape[1])
     npid = sae.info.neuronpedia_id
 
-    per_token = []
+    per_token: list[dict[str, Any]] = []
     for i, token in enumerate(reading.tokens):
         values, cols = torch.topk(codes[i], k) if codes.shape[0] else (codes[0:0, 0], codes[0:0, 0])
         active = [(int(ids[c]), float(v)) for v, c in zip(values, cols, strict=True) if v > 0]
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     n = codes.shape[1]
     mean, peak = features.pooled.to_dense()[:n], features.pooled.to_dense()[n:]
     order = [int(c) for c in peak.argsort()[::-1][:k] if peak[c] > 0]
-    overall = [
+    overall: list[dict[str, Any]] = [
         {
             "latent": int(ids[c]),
             "max": float(peak[c]),

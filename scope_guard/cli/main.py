@@ -11,8 +11,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import scope_guard.cli.bench_cmd as bench_cmd
+import scope_guard.cli.features_cmd as features_cmd
 from scope_guard._version import __version__
-from scope_guard.cli import bench_cmd, features_cmd
 from scope_guard.cli.console import error
 from scope_guard.errors import ScopeGuardError
 

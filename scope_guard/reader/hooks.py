@@ -32,7 +32,7 @@ class _StopForward(Exception):
     """Raised inside the forward pass once every site has been captured."""
 
 
-def site_module(layers: Sequence[nn.Module], site: Site) -> nn.Module:
+def site_module(layers: nn.ModuleList, site: Site) -> nn.Module:
     """The module whose output (or, for ``attn_out``, input) is the site's activation."""
     if site.layer >= len(layers):
         msg = f"site {site} is beyond the reader's {len(layers)} loaded layers"
@@ -59,7 +59,7 @@ def _as_tensor(value: Any) -> torch.Tensor:
 
 @contextmanager
 def capture_sites(
-    layers: Sequence[nn.Module],
+    layers: nn.ModuleList,
     sites: Sequence[Site],
     rows: torch.Tensor,
     cols: torch.Tensor,

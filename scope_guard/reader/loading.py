@@ -196,7 +196,8 @@ def load_decoder(
     if model_type not in SUPPORTED_MODEL_TYPES:
         msg = (
             f"unsupported reader model_type {model_type!r} in {folder}; supported: "
-            f"{', '.join(SUPPORTED_MODEL_TYPES)} (Gemma 2 for Gemma Scope, Gemma 3 for Gemma Scope 2)"
+            f"{', '.join(SUPPORTED_MODEL_TYPES)} "
+            "(Gemma 2 for Gemma Scope, Gemma 3 for Gemma Scope 2)"
         )
         raise ConfigError(msg)
     try:

@@ -42,24 +42,30 @@ GEMMA_CHAT_TEMPLATE = (
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
 
-_WORDS = (
-    "the of and to in is was for on that with as by at from it this be are an or which has have "
-    "not were its but their had been also more one two three four five six seven eight nine ten "
-    "first new after year years city company river tower bridge museum report according passage "
-    "question answer context document revenue percent million billion dollars price growth team "
-    "season game players won lost population capital country government president minister law "
-    "court study patients drug trial results data model language research university students "
-    "school hotel restaurant menu review rating stars customers service product sales quarter "
-    "market share increase decrease january february march april may june july august september "
-    "october november december monday friday built opened designed located north south east west "
-    "tall long wide metres kilometres miles feet hours minutes days weeks months century water "
-    "energy power climate weather temperature rain summer winter people children family history "
-    "based provided information however therefore although because while during before between "
-    "about approximately around nearly only most many several some each other such these those "
-    "should could would will can may must does did said says told asked agreed believe think "
-    "true false correct wrong yes no sorry cannot find mentioned according support evidence"
+# Word list of the synthetic corpus (one space-separated line per entry).
+_WORD_LINES = (
+    "the of and to in is was for on that with as by at from it this be are an or which has",
+    "have not were its but their had been also more one two three four five six seven",
+    "eight nine ten first new after year years city company river tower bridge museum",
+    "report according passage question answer context document revenue percent million",
+    "billion dollars price growth team season game players won lost population capital",
+    "country government president minister law court study patients drug trial results",
+    "data model language research university students school hotel restaurant menu review",
+    "rating stars customers service product sales quarter market share increase decrease",
+    "january february march april may june july august september october november december",
+    "monday friday built opened designed located north south east west tall long wide",
+    "metres kilometres miles feet hours minutes days weeks months century water energy",
+    "power climate weather temperature rain summer winter people children family history",
+    "based provided information however therefore although because while during before",
+    "between about approximately around nearly only most many several some each other such",
+    "these those should could would will can may must does did said says told asked agreed",
+    "believe think true false correct wrong yes no sorry cannot find mentioned according",
+    "support evidence",
+)
+_WORDS = " ".join(_WORD_LINES).split()
+_NAMES = " ".join(
+    ("Paris London Berlin Tokyo Eiffel Thames Amazon Google Gemma Alice Bob Maria Chen",)
 ).split()
-_NAMES = "Paris London Berlin Tokyo Eiffel Thames Amazon Google Gemma Alice Bob Maria Chen".split()
 
 
 def default_cache_root() -> Path:
@@ -80,7 +86,9 @@ def _corpus(n_sentences: int, seed: int) -> list[str]:
         if rng.random() < 0.5:
             words.insert(rng.randrange(len(words)), rng.choice(_NAMES))
         if rng.random() < 0.5:
-            number = rng.choice([str(rng.randint(0, 3000)), f"{rng.randint(1, 99)}.{rng.randint(0, 9)}"])
+            number = rng.choice(
+                [str(rng.randint(0, 3000)), f"{rng.randint(1, 99)}.{rng.randint(0, 9)}"]
+            )
             words.insert(rng.randrange(len(words)), number)
         if rng.random() < 0.1:
             words.append(rng.choice(extras))
@@ -104,7 +112,7 @@ def _train_tokenizer(vocab_size: int, seed: int):  # -> PreTrainedTokenizerFast
         show_progress=False,
     )
     tokenizer.train_from_iterator(_corpus(4000, seed), trainer=trainer)
-    wrapped = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token="<bos>",
         eos_token="<eos>",
@@ -113,10 +121,8 @@ def _train_tokenizer(vocab_size: int, seed: int):  # -> PreTrainedTokenizerFast
         additional_special_tokens=["<start_of_turn>", "<end_of_turn>"],
         chat_template=GEMMA_CHAT_TEMPLATE,
         model_max_length=2048,
+        add_bos_token=True,  # as Gemma's tokenizers do; the chat template writes BOS itself
     )
-    # Gemma tokenizers put BOS first; the chat template writes it itself.
-    wrapped.add_bos_token = True
-    return wrapped
 
 
 def build_miniature_model(

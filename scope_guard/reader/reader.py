@@ -25,7 +25,7 @@ from scope_guard.reader.loading import (
 )
 from scope_guard.reader.miniature import MINIATURE_LABEL, miniature_model_path
 from scope_guard.reader.reading import Reading
-from scope_guard.sites import Site
+from scope_guard.sites import Site, SiteKind
 
 __all__ = ["Reader", "ReaderInfo"]
 
@@ -190,7 +190,8 @@ class Reader:
 
     @property
     def d_model(self) -> int:
-        return int(getattr(self.config, "hidden_size", 0) or self.site_dim(Site(0, "resid_post")))
+        """Width of the residual stream."""
+        return self.site_dim(Site(0, SiteKind.RESID_POST))
 
     @property
     def info(self) -> ReaderInfo:
@@ -198,7 +199,7 @@ class Reader:
             name=self.name,
             model_type=str(getattr(self.config, "model_type", "unknown")),
             n_layers=self.n_layers,
-            d_model=self.site_dim(Site(0, "resid_post")),
+            d_model=self.d_model,
             sites=self.sites,
             dtype=str(self.dtype).removeprefix("torch."),
             device=str(self.device),
@@ -253,7 +254,8 @@ class Reader:
         width = max(len(e.input_ids) for e in batch)
         ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
-        rows, cols = [], []
+        rows: list[int] = []
+        cols: list[int] = []
         for b, e in enumerate(batch):
             ids[b, : len(e.input_ids)] = torch.tensor(e.input_ids, dtype=torch.long)
             mask[b, : len(e.input_ids)] = 1
@@ -263,14 +265,17 @@ class Reader:
         device = self.device
         row_t = torch.tensor(rows, device=device)
         col_t = torch.tensor(cols, device=device)
-        with self._lock, torch.inference_mode():
-            with capture_sites(self.layers, self.sites, row_t, col_t) as captured:
-                run_until_stopped(
-                    self.decoder,
-                    input_ids=ids.to(device),
-                    attention_mask=mask.to(device),
-                    use_cache=False,
-                )
+        with (
+            self._lock,
+            torch.inference_mode(),
+            capture_sites(self.layers, self.sites, row_t, col_t) as captured,
+        ):
+            run_until_stopped(
+                self.decoder,
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                use_cache=False,
+            )
         counts = [e.n_response_tokens for e in batch]
         split = {site: torch.split(captured[site], counts) for site in self.sites}
         return [{site: split[site][b] for site in self.sites} for b in range(len(batch))]

@@ -86,7 +86,8 @@ def test_prompt_is_cut_from_its_start(tokenizer):
     full_prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     enc = encoder.encode(prompt, response)
     assert len(enc.input_ids) == 40
-    assert enc.prompt_truncated and not enc.response_truncated
+    assert enc.prompt_truncated
+    assert not enc.response_truncated
     kept = len(full_prompt_ids) - enc.n_prompt_tokens_dropped
     head = len(encoder.head_ids)
     assert list(enc.input_ids[head : head + kept]) == full_prompt_ids[-kept:]
@@ -98,7 +99,8 @@ def test_response_alone_too_long_is_cut_and_flagged(tokenizer):
     response = " ".join(["the river tower"] * 30)
     enc = encoder.encode("prompt text", response)
     assert len(enc.input_ids) == 24
-    assert enc.response_truncated and enc.prompt_truncated
+    assert enc.response_truncated
+    assert enc.prompt_truncated
     full = tokenizer(response, add_special_tokens=False)["input_ids"]
     n = enc.n_response_tokens
     assert list(enc.input_ids[enc.response_start :]) == full[:n]
@@ -112,7 +114,8 @@ def test_fits_exactly_is_not_truncated(tokenizer):
         "short prompt", "short answer"
     )
     assert tight.input_ids == enc.input_ids
-    assert not tight.prompt_truncated and not tight.response_truncated
+    assert not tight.prompt_truncated
+    assert not tight.response_truncated
 
 
 def test_max_tokens_too_small(tokenizer):

@@ -19,9 +19,19 @@ def _text_config(vocab_size):
     from transformers import Gemma3TextConfig
 
     return Gemma3TextConfig(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16,
-        sliding_window=8, layer_types=LAYER_TYPES, pad_token_id=0, eos_token_id=1, bos_token_id=2,
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        sliding_window=8,
+        layer_types=LAYER_TYPES,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
     )
 
 
@@ -77,7 +87,9 @@ def test_gemma3_sites_add_up(gemma3_text):
     reading = reader.read(PROMPT, RESPONSE)
     block = model.model.layers[2]
     with torch.no_grad():
-        attn = block.post_attention_layernorm(block.self_attn.o_proj(reading.activation("attn_out@2")))
+        attn = block.post_attention_layernorm(
+            block.self_attn.o_proj(reading.activation("attn_out@2"))
+        )
     torch.testing.assert_close(
         reading.activation("resid_post@1") + attn + reading.activation("mlp_out@2"),
         reading.activation("resid_post@2"),
@@ -89,12 +101,18 @@ def test_gemma3_multimodal_checkpoint_reads_its_language_model(miniature_dir, tm
 
     vocab = len(AutoTokenizer.from_pretrained(miniature_dir))
     vision = SiglipVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        image_size=28, patch_size=14,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=28,
+        patch_size=14,
     )
     config = Gemma3Config(
-        text_config=_text_config(vocab).to_dict(), vision_config=vision.to_dict(),
-        mm_tokens_per_image=4, image_token_index=vocab - 1,
+        text_config=_text_config(vocab).to_dict(),
+        vision_config=vision.to_dict(),
+        mm_tokens_per_image=4,
+        image_token_index=vocab - 1,
     )
     torch.manual_seed(2)
     model = Gemma3ForConditionalGeneration(config).eval()

@@ -40,7 +40,8 @@ def test_loads_only_needed_layers(miniature_dir):
     assert len(r.layers) == 3
     assert r.n_layers == N_LAYERS
     assert not hasattr(r.decoder, "lm_head")
-    assert r.is_stand_in and "stand-in" in r.name
+    assert r.is_stand_in
+    assert "stand-in" in r.name
 
 
 @pytest.mark.parametrize("layer", range(N_LAYERS - 1))
@@ -102,7 +103,9 @@ def test_early_stop_on_a_full_model(full_model, miniature_dir):
     # The reader's hooks are removed after the pass.
     assert [(set(m._forward_hooks), set(m._forward_pre_hooks)) for m in watched] == hooks_before
     enc, hidden = _reference(full_model, reader, PROMPT, RESPONSE)
-    torch.testing.assert_close(reading.activation("resid_post@1"), hidden[2][0, enc.response_start :])
+    torch.testing.assert_close(
+        reading.activation("resid_post@1"), hidden[2][0, enc.response_start :]
+    )
 
 
 def test_reading_tokens_match_response(reader):
@@ -127,7 +130,9 @@ def test_batch_equals_single_reads(reader):
         single = reader.read(prompt, response)
         assert got.token_ids == single.token_ids
         for site in reader.sites:
-            torch.testing.assert_close(got.activation(site), single.activation(site), atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(
+                got.activation(site), single.activation(site), atol=1e-5, rtol=1e-4
+            )
 
 
 def test_empty_response_reads_nothing(reader):
@@ -139,7 +144,8 @@ def test_empty_response_reads_nothing(reader):
 def test_long_input_is_truncated_not_crashed(miniature_dir):
     reader = Reader.from_pretrained(miniature_dir, ["resid_post@3"], dtype="float32", max_tokens=48)
     reading = reader.read("background " * 200, "The answer.")
-    assert reading.prompt_truncated and not reading.response_truncated
+    assert reading.prompt_truncated
+    assert not reading.response_truncated
     assert reading.n_tokens_read == 48
     reading = reader.read("q", "long answer " * 100)
     assert reading.response_truncated
@@ -152,7 +158,9 @@ def test_sliding_window_matches_full_forward(full_model, reader):
     enc, hidden = _reference(full_model, reader, prompt, RESPONSE)
     assert len(enc.input_ids) > 2 * 32
     reading = reader.read(prompt, RESPONSE)
-    torch.testing.assert_close(reading.activation("resid_post@4"), hidden[5][0, enc.response_start :])
+    torch.testing.assert_close(
+        reading.activation("resid_post@4"), hidden[5][0, enc.response_start :]
+    )
 
 
 def test_bad_inputs(reader):
@@ -200,7 +208,7 @@ def test_hub_id_resolves_through_cache(miniature_dir, tmp_path, monkeypatch):
 
 
 def test_not_a_model_folder(tmp_path):
-    with pytest.raises(ArtifactError, match="no config.json"):
+    with pytest.raises(ArtifactError, match=r"no config\.json"):
         Reader.from_pretrained(tmp_path, ["resid_post@1"])
     with pytest.raises(ArtifactError, match="neither a model folder nor a hub id"):
         Reader.from_pretrained(tmp_path / "nope" / "deeper" / "x", ["resid_post@1"])
@@ -209,8 +217,14 @@ def test_not_a_model_folder(tmp_path):
 def test_unsupported_architecture(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
     LlamaForCausalLM(cfg).save_pretrained(tmp_path)
     with pytest.raises(ConfigError, match="supported: gemma2, gemma3_text, gemma3"):
         Reader.from_pretrained(tmp_path, ["resid_post@1"])

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 from sae_builders import D_MODEL, D_SAE, random_inputs, random_sae
+from safetensors.torch import save_file
 
 from scope_guard.errors import ArtifactError, ConfigError
 from scope_guard.sae import (
@@ -24,7 +24,9 @@ from scope_guard.sites import Site, SiteKind
 
 
 def npz_arrays(sae: JumpReLUSAE) -> dict[str, np.ndarray]:
-    return {k: getattr(sae, k).numpy().copy() for k in ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")}
+    return {
+        k: getattr(sae, k).numpy().copy() for k in ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
+    }
 
 
 @pytest.fixture
@@ -46,7 +48,10 @@ def test_three_formats_give_identical_encodings(
         for name in ("W_enc", "W_dec", "b_enc", "b_dec", "threshold"):
             assert torch.equal(getattr(loaded, name), getattr(sae, name)), (fmt, name)
         assert torch.equal(loaded.encode(inputs), expected), fmt
-        assert loaded.info.site == Site(layer=3, kind=SiteKind.RESID_POST) or fmt is SAEFormat.GEMMA_SCOPE
+        assert (
+            loaded.info.site == Site(layer=3, kind=SiteKind.RESID_POST)
+            or fmt is SAEFormat.GEMMA_SCOPE
+        )
 
 
 def test_folder_and_file_forms_are_accepted(written: dict[SAEFormat, Path]) -> None:
@@ -69,8 +74,10 @@ def test_gemma_scope_2_config_fields(written: dict[SAEFormat, Path]) -> None:
 
 @pytest.mark.parametrize(
     ("kind", "hook"),
-    [(SiteKind.MLP_OUT, "model.layers.5.post_feedforward_layernorm.output"),
-     (SiteKind.ATTN_OUT, "model.layers.5.self_attn.o_proj.input")],
+    [
+        (SiteKind.MLP_OUT, "model.layers.5.post_feedforward_layernorm.output"),
+        (SiteKind.ATTN_OUT, "model.layers.5.self_attn.o_proj.input"),
+    ],
 )
 def test_gemma_scope_2_hook_points_round_trip(tmp_path: Path, kind: SiteKind, hook: str) -> None:
     sae = random_sae(site=Site(layer=5, kind=kind))
@@ -83,17 +90,29 @@ def test_gemma_scope_2_transposed_w_enc_is_oriented_by_bias_shapes(
     tmp_path: Path, sae: JumpReLUSAE, inputs: torch.Tensor
 ) -> None:
     folder = save_gemma_scope_2(sae, tmp_path / "gs2")
-    tensors = {"w_enc": sae.W_enc.T.contiguous(), "w_dec": sae.W_dec, "b_enc": sae.b_enc,
-               "b_dec": sae.b_dec, "threshold": sae.threshold}
+    tensors = {
+        "w_enc": sae.W_enc.T.contiguous(),
+        "w_dec": sae.W_dec,
+        "b_enc": sae.b_enc,
+        "b_dec": sae.b_dec,
+        "threshold": sae.threshold,
+    }
     save_file(tensors, str(folder / "params.safetensors"))
     assert torch.equal(load_sae(folder).encode(inputs), sae.encode(inputs))
 
 
-def test_save_saelens_round_trip_keeps_dtype_and_metadata(tmp_path: Path, inputs: torch.Tensor) -> None:
+def test_save_saelens_round_trip_keeps_dtype_and_metadata(
+    tmp_path: Path, inputs: torch.Tensor
+) -> None:
     sae = random_sae(site=Site(layer=2, kind=SiteKind.ATTN_OUT), dtype=torch.float64)
     folder = save_saelens(sae, tmp_path / "sl")
     cfg = json.loads((folder / "cfg.json").read_text())
-    assert (cfg["architecture"], cfg["d_in"], cfg["d_sae"], cfg["dtype"]) == ("jumprelu", 8, 16, "float64")
+    assert (cfg["architecture"], cfg["d_in"], cfg["d_sae"], cfg["dtype"]) == (
+        "jumprelu",
+        8,
+        16,
+        "float64",
+    )
     assert cfg["metadata"]["hook_name"] == "blocks.2.attn.hook_z"
     assert cfg["apply_b_dec_to_input"] is False
     loaded = load_sae(folder, dtype=torch.float64)
@@ -103,8 +122,15 @@ def test_save_saelens_round_trip_keeps_dtype_and_metadata(tmp_path: Path, inputs
 
 def test_saelens_pre_v6_flat_cfg_is_read(tmp_path: Path, sae: JumpReLUSAE) -> None:
     folder = save_saelens(sae, tmp_path / "sl")
-    cfg = {"architecture": "jumprelu", "d_in": D_MODEL, "d_sae": D_SAE, "dtype": "float32",
-           "hook_name": "blocks.7.hook_mlp_out", "hook_layer": 7, "model_name": "gemma-2-2b"}
+    cfg = {
+        "architecture": "jumprelu",
+        "d_in": D_MODEL,
+        "d_sae": D_SAE,
+        "dtype": "float32",
+        "hook_name": "blocks.7.hook_mlp_out",
+        "hook_layer": 7,
+        "model_name": "gemma-2-2b",
+    }
     (folder / "cfg.json").write_text(json.dumps(cfg))
     info = read_sae(folder).info
     assert info.site == Site(layer=7, kind=SiteKind.MLP_OUT)
@@ -140,18 +166,22 @@ def test_misnamed_tensor_lists_found_and_expected(tmp_path: Path, sae: JumpReLUS
 
 def test_gemma_scope_2_uppercase_keys_are_misnamed(tmp_path: Path, sae: JumpReLUSAE) -> None:
     folder = save_gemma_scope_2(sae, tmp_path / "gs2")
-    save_file({k: v.contiguous() for k, v in sae.state_dict().items() if k != "latent_ids"},
-              str(folder / "params.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in sae.state_dict().items() if k != "latent_ids"},
+        str(folder / "params.safetensors"),
+    )
     with pytest.raises(ArtifactError, match=r"missing tensor\(s\) \['w_enc', 'w_dec'\]"):
         load_sae(folder)
 
 
 @pytest.mark.parametrize(
     ("name", "shape", "match"),
-    [("W_dec", (D_SAE, D_MODEL + 1), "'W_dec' has shape"),
-     ("W_enc", (D_MODEL, D_SAE - 1), "'W_enc' has shape"),
-     ("threshold", (D_SAE + 2,), "'threshold' has 18 entries"),
-     ("b_dec", (D_MODEL, 1), "'b_dec' is 2-D")],
+    [
+        ("W_dec", (D_SAE, D_MODEL + 1), "'W_dec' has shape"),
+        ("W_enc", (D_MODEL, D_SAE - 1), "'W_enc' has shape"),
+        ("threshold", (D_SAE + 2,), "'threshold' has 18 entries"),
+        ("b_dec", (D_MODEL, 1), "'b_dec' is 2-D"),
+    ],
 )
 def test_shape_mismatch_between_tensors(
     tmp_path: Path, sae: JumpReLUSAE, name: str, shape: tuple[int, ...], match: str
@@ -181,7 +211,9 @@ def test_unknown_layout_names_path_and_layouts(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="unknown SAE layout") as err:
         load_sae(tmp_path)
     text = str(err.value)
-    assert str(tmp_path) in text and "params.npz" in text and "sae_weights.safetensors" in text
+    assert str(tmp_path) in text
+    assert "params.npz" in text
+    assert "sae_weights.safetensors" in text
     with pytest.raises(ArtifactError, match="does not exist"):
         load_sae(tmp_path / "nowhere")
     with pytest.raises(ArtifactError, match="cannot read an SAE from the file"):
@@ -191,7 +223,7 @@ def test_unknown_layout_names_path_and_layouts(tmp_path: Path) -> None:
 def test_incomplete_saelens_folder(tmp_path: Path, sae: JumpReLUSAE) -> None:
     folder = save_saelens(sae, tmp_path / "sl")
     (folder / "sae_weights.safetensors").unlink()
-    with pytest.raises(ArtifactError, match="'sae_weights.safetensors' is missing"):
+    with pytest.raises(ArtifactError, match=r"'sae_weights\.safetensors' is missing"):
         load_sae(folder)
 
 
@@ -216,9 +248,11 @@ def test_corrupt_files_refused(tmp_path: Path, sae: JumpReLUSAE) -> None:
 
 @pytest.mark.parametrize(
     ("change", "match"),
-    [({"architecture": "standard"}, "architecture 'standard'"),
-     ({"apply_b_dec_to_input": True}, "apply_b_dec_to_input"),
-     ({"d_sae": 32}, "declares d_sae=32")],
+    [
+        ({"architecture": "standard"}, "architecture 'standard'"),
+        ({"apply_b_dec_to_input": True}, "apply_b_dec_to_input"),
+        ({"d_sae": 32}, "declares d_sae=32"),
+    ],
 )
 def test_saelens_cfg_checks(tmp_path: Path, sae: JumpReLUSAE, change: dict, match: str) -> None:
     folder = save_saelens(sae, tmp_path / "sl")

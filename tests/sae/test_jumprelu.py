@@ -3,11 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sae_builders import D_MODEL, D_SAE, random_inputs, random_sae
 
 from scope_guard.errors import ConfigError, InputError
 from scope_guard.sae import JumpReLUSAE, SAEInfo, SAEOutput
-
-from sae_builders import D_MODEL, D_SAE, random_inputs, random_sae
 
 
 def hand_sae(dtype: torch.dtype = torch.float32) -> JumpReLUSAE:
@@ -93,15 +92,20 @@ def test_narrow_equals_column_slice(sae: JumpReLUSAE, inputs: torch.Tensor) -> N
     narrow = sae.narrow(keep)
     assert narrow.n_latents == 4
     assert narrow.latent_ids.tolist() == keep
-    assert narrow.is_narrowed and not sae.is_narrowed
+    assert narrow.is_narrowed
+    assert not sae.is_narrowed
     assert torch.equal(narrow.encode(inputs, exact=True), sae.encode(inputs, exact=True)[:, keep])
     # The fast path differs from the column slice only by float32 summation order.
     torch.testing.assert_close(narrow.encode(inputs), sae.encode(inputs)[:, keep])
 
 
-@pytest.mark.parametrize(("d_model", "d_sae", "n_tokens"), [(8, 16, 1), (64, 256, 3), (256, 2048, 5)])
+@pytest.mark.parametrize(
+    ("d_model", "d_sae", "n_tokens"), [(8, 16, 1), (64, 256, 3), (256, 2048, 5)]
+)
 @pytest.mark.parametrize("n_keep", [1, 2, 7, 16, 33])
-def test_narrow_is_exact_for_many_shapes(d_model: int, d_sae: int, n_tokens: int, n_keep: int) -> None:
+def test_narrow_is_exact_for_many_shapes(
+    d_model: int, d_sae: int, n_tokens: int, n_keep: int
+) -> None:
     sae = random_sae(d_model=d_model, d_sae=d_sae)
     x = 3 * random_inputs(n_tokens, d_model=d_model)
     keep = torch.randperm(d_sae, generator=torch.Generator().manual_seed(n_keep))[:n_keep]
@@ -120,8 +124,14 @@ def test_narrow_of_narrow_uses_original_ids(sae: JumpReLUSAE, inputs: torch.Tens
 
 @pytest.mark.parametrize(
     ("latents", "match"),
-    [([16], r"out of range.*0\.\.15"), ([-1], "out of range"), ([1, 2, 1], r"duplicate.*\[1\]"),
-     ([], "at least one"), ([True], "integers"), ([1.5], "integers")],
+    [
+        ([16], r"out of range.*0\.\.15"),
+        ([-1], "out of range"),
+        ([1, 2, 1], r"duplicate.*\[1\]"),
+        ([], "at least one"),
+        ([True], "integers"),
+        ([1.5], "integers"),
+    ],
 )
 def test_narrow_rejects_bad_ids(sae: JumpReLUSAE, latents: list, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -142,7 +152,11 @@ def test_constructor_checks_shapes() -> None:
         JumpReLUSAE(sae.W_enc, sae.W_dec.T, sae.b_enc, sae.b_dec, sae.threshold, info=sae.info)
     with pytest.raises(ConfigError, match="d_sae"):
         JumpReLUSAE(
-            sae.W_enc, sae.W_dec, sae.b_enc, sae.b_dec, sae.threshold,
+            sae.W_enc,
+            sae.W_dec,
+            sae.b_enc,
+            sae.b_dec,
+            sae.threshold,
             info=SAEInfo(d_model=D_MODEL, d_sae=D_SAE + 1),
         )
     with pytest.raises(ConfigError, match="d_model"):

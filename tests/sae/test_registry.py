@@ -17,7 +17,9 @@ def test_canonical_gemma_scope_id() -> None:
     assert entry.site == Site(layer=20, kind=SiteKind.RESID_POST)
     assert (entry.model, entry.d_model, entry.d_sae) == ("gemma-2-2b", 2304, 16384)
     assert entry.neuronpedia_id == "gemma-2-2b/20-gemmascope-res-16k"
-    assert entry.neuronpedia_sae_url == "https://www.neuronpedia.org/gemma-2-2b/20-gemmascope-res-16k"
+    assert (
+        entry.neuronpedia_sae_url == "https://www.neuronpedia.org/gemma-2-2b/20-gemmascope-res-16k"
+    )
     assert resolve_sae_id("gemma-scope-2b-pt-res/layer_20/width_16k/average_l0_71") == entry
     assert resolve_sae_id("gemma-scope-2b-pt-res-canonical/layer_20/width_16k/canonical") == entry
 
@@ -31,12 +33,19 @@ def test_explicit_non_canonical_l0() -> None:
 # Canonical L0s as SAELens's *-canonical releases list them.
 @pytest.mark.parametrize(
     ("release", "layer", "width", "l0"),
-    [("gemma-scope-2b-pt-res", 12, "16k", 82), ("gemma-scope-2b-pt-res", 13, "16k", 84),
-     ("gemma-scope-2b-pt-res", 25, "16k", 116), ("gemma-scope-2b-pt-res", 18, "65k", 116),
-     ("gemma-scope-2b-pt-res", 19, "1m", 88), ("gemma-scope-2b-pt-res", 12, "262k", 121),
-     ("gemma-scope-2b-pt-mlp", 0, "16k", 119), ("gemma-scope-2b-pt-mlp", 7, "16k", 60),
-     ("gemma-scope-2b-pt-mlp", 17, "65k", 136), ("gemma-scope-2b-pt-att", 20, "16k", 62),
-     ("gemma-scope-2b-pt-att", 23, "65k", 140)],
+    [
+        ("gemma-scope-2b-pt-res", 12, "16k", 82),
+        ("gemma-scope-2b-pt-res", 13, "16k", 84),
+        ("gemma-scope-2b-pt-res", 25, "16k", 116),
+        ("gemma-scope-2b-pt-res", 18, "65k", 116),
+        ("gemma-scope-2b-pt-res", 19, "1m", 88),
+        ("gemma-scope-2b-pt-res", 12, "262k", 121),
+        ("gemma-scope-2b-pt-mlp", 0, "16k", 119),
+        ("gemma-scope-2b-pt-mlp", 7, "16k", 60),
+        ("gemma-scope-2b-pt-mlp", 17, "65k", 136),
+        ("gemma-scope-2b-pt-att", 20, "16k", 62),
+        ("gemma-scope-2b-pt-att", 23, "65k", 140),
+    ],
 )
 def test_canonical_matches_saelens(release: str, layer: int, width: str, l0: int) -> None:
     entry = resolve_sae_id(f"{release}/layer_{layer}/width_{width}/canonical")
@@ -68,19 +77,27 @@ def test_gemma_scope_2_ids() -> None:
 
 @pytest.mark.parametrize(
     ("sae_id", "match"),
-    [("gemma-scope-7b-pt-res/layer_1/width_16k/canonical", "valid Gemma Scope releases: gemma-scope-2b-pt-res"),
-     ("gemma-scope-2b-pt-res/layer_26/width_16k/canonical", "valid layers: 0-25"),
-     ("gemma-scope-2b-pt-res/layer_20/width_131k/canonical", "valid widths: 16k, 65k"),
-     ("gemma-scope-2b-pt-res/layer_20/width_16k/average_l0_72",
-      "valid: average_l0_22, average_l0_38, average_l0_71, average_l0_139, average_l0_294, canonical"),
-     ("gemma-scope-2b-pt-res/layer_20/16k", "cannot parse"),
-     ("gemma-scope-27b-pt-res/layer_11/width_131k/canonical", "valid layers: 10, 22, 34"),
-     ("gemma-scope-9b-pt-mlp/layer_3/width_16k/canonical", "not in the registry"),
-     ("gemma-scope-2-1b-pt-res/layer_8/width_16k/l0_small", "valid layers: 7, 13, 17, 22"),
-     ("gemma-scope-2-1b-pt-res/layer_7/width_32k/l0_small", "valid widths: 16k, 65k, 262k, 1m"),
-     ("gemma-scope-2-1b-pt-res-all/layer_7/width_16k/l0_medium", "valid: l0_small, l0_big"),
-     ("gemma-scope-2-1b-pt-res/layer_7/width_16k/canonical", "cannot parse"),
-     ("gemma-scope-2-3b-pt-res/layer_7/width_16k/l0_small", "sizes: 270m, 1b, 4b, 12b, 27b")],
+    [
+        (
+            "gemma-scope-7b-pt-res/layer_1/width_16k/canonical",
+            "valid Gemma Scope releases: gemma-scope-2b-pt-res",
+        ),
+        ("gemma-scope-2b-pt-res/layer_26/width_16k/canonical", "valid layers: 0-25"),
+        ("gemma-scope-2b-pt-res/layer_20/width_131k/canonical", "valid widths: 16k, 65k"),
+        (
+            "gemma-scope-2b-pt-res/layer_20/width_16k/average_l0_72",
+            "valid: average_l0_22, average_l0_38, average_l0_71, average_l0_139, "
+            "average_l0_294, canonical",
+        ),
+        ("gemma-scope-2b-pt-res/layer_20/16k", "cannot parse"),
+        ("gemma-scope-27b-pt-res/layer_11/width_131k/canonical", "valid layers: 10, 22, 34"),
+        ("gemma-scope-9b-pt-mlp/layer_3/width_16k/canonical", "not in the registry"),
+        ("gemma-scope-2-1b-pt-res/layer_8/width_16k/l0_small", "valid layers: 7, 13, 17, 22"),
+        ("gemma-scope-2-1b-pt-res/layer_7/width_32k/l0_small", "valid widths: 16k, 65k, 262k, 1m"),
+        ("gemma-scope-2-1b-pt-res-all/layer_7/width_16k/l0_medium", "valid: l0_small, l0_big"),
+        ("gemma-scope-2-1b-pt-res/layer_7/width_16k/canonical", "cannot parse"),
+        ("gemma-scope-2-3b-pt-res/layer_7/width_16k/l0_small", "sizes: 270m, 1b, 4b, 12b, 27b"),
+    ],
 )
 def test_invalid_ids_list_valid_options(sae_id: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -115,10 +132,17 @@ def test_registry_data_is_consistent() -> None:
             assert 0 <= layer < rel["n_layers"]
             for width, l0s in widths.items():
                 assert width in data["widths"]
-                assert l0s == sorted(set(l0s)) and all(v > 0 for v in l0s), (name, layer, width)
+                assert l0s == sorted(set(l0s)), (name, layer, width)
+                assert all(v > 0 for v in l0s), (name, layer, width)
     for name in ("gemma-scope-2b-pt-res", "gemma-scope-2b-pt-mlp", "gemma-scope-2b-pt-att"):
         assert sorted(data["gemma_scope_1"][name]["l0"]) == list(range(26))
     releases = known_releases()
-    assert {"gemma-scope-9b-it-res", "gemma-scope-27b-pt-res", "gemma-scope-2-270m-it-mlp-all"} <= set(releases)
-    assert all(isinstance(resolve_sae_id(f"{r}/layer_20/width_16k/average_l0_71"), SAERegistryEntry)
-               for r in ("gemma-scope-2b-pt-res",))
+    assert {
+        "gemma-scope-9b-it-res",
+        "gemma-scope-27b-pt-res",
+        "gemma-scope-2-270m-it-mlp-all",
+    } <= set(releases)
+    assert all(
+        isinstance(resolve_sae_id(f"{r}/layer_20/width_16k/average_l0_71"), SAERegistryEntry)
+        for r in ("gemma-scope-2b-pt-res",)
+    )

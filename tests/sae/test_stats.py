@@ -12,8 +12,14 @@ def identity_sae() -> JumpReLUSAE:
     """W_enc = W_dec = I (2 x 2), thresholds 0.5, no biases: codes keep entries above 0.5."""
     eye = torch.eye(2, dtype=torch.float64)
     zeros = torch.zeros(2, dtype=torch.float64)
-    return JumpReLUSAE(eye, eye.clone(), zeros, zeros.clone(), torch.full((2,), 0.5, dtype=torch.float64),
-                       info=SAEInfo(d_model=2, d_sae=2))
+    return JumpReLUSAE(
+        eye,
+        eye.clone(),
+        zeros,
+        zeros.clone(),
+        torch.full((2,), 0.5, dtype=torch.float64),
+        info=SAEInfo(d_model=2, d_sae=2),
+    )
 
 
 X = torch.tensor([[1.0, 0.0], [0.0, 0.2], [2.0, 0.4]], dtype=torch.float64)
