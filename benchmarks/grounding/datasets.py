@@ -71,7 +71,16 @@ def load_summedits(path: Path) -> list[Example]:
         domain = f.stem.removeprefix("summedits_")
         for row in json.loads(f.read_text(encoding="utf-8")):
             out.append(
-                Example(str(row["id"]), domain, _digest(row["doc"]), None, [row["doc"]], row["summary"], 1 - int(row["label"]), None)
+                Example(
+                    str(row["id"]),
+                    domain,
+                    _digest(row["doc"]),
+                    None,
+                    [row["doc"]],
+                    row["summary"],
+                    1 - int(row["label"]),
+                    None,
+                )
             )
     return out
 
@@ -93,13 +102,22 @@ def load_wice(path: Path) -> list[Example]:
         row = entry["row"]
         title = row["meta"].get("claim_title", "")
         out.append(
-            Example(key, "WiCE", _digest(title or key), None, ["\n".join(entry["evidence"])], row["claim"], int(row["label"] != "supported"), None)
+            Example(
+                key,
+                "WiCE",
+                _digest(title or key),
+                None,
+                ["\n".join(entry["evidence"])],
+                row["claim"],
+                int(row["label"] != "supported"),
+                None,
+            )
         )
     return out
 
 
 def load_begin(path: Path) -> list[Example]:
-    """BEGIN TSVs: label 1 = "Not fully attributable"; "Generic" responses (no claim) are dropped."""
+    """BEGIN TSVs: label 1 = "Not fully attributable"; "Generic" responses (no claim) dropped."""
     out = []
     for f in _files(path, "*.tsv"):
         with f.open(encoding="utf-8", newline="") as fh:

@@ -17,7 +17,14 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-__all__ = ["BinaryScores", "best_threshold", "binary_scores", "grouped_cv", "span_counts", "span_cv"]
+__all__ = [
+    "BinaryScores",
+    "best_threshold",
+    "binary_scores",
+    "grouped_cv",
+    "span_counts",
+    "span_cv",
+]
 
 ClaimSpans = list[tuple[float, list[tuple[int, int]]]]
 """Per response, per claim: ``(support, spans to flag when the claim is unsupported)``."""
@@ -45,7 +52,9 @@ def best_threshold(y: NDArray[np.int64], score: NDArray[np.float64]) -> float:
     return float(grid[int(np.argmax(f1s))])
 
 
-def _oof(X: NDArray[np.float64], y: NDArray[np.int64], groups: NDArray[np.str_], splitter: object) -> NDArray[np.float64]:
+def _oof(
+    X: NDArray[np.float64], y: NDArray[np.int64], groups: NDArray[np.str_], splitter: object
+) -> NDArray[np.float64]:
     prob = np.zeros(len(y))
     for tr, te in splitter.split(X, y, groups):  # type: ignore[attr-defined]
         model = _probe().fit(X[tr], y[tr])  # type: ignore[attr-defined]
@@ -54,7 +63,12 @@ def _oof(X: NDArray[np.float64], y: NDArray[np.int64], groups: NDArray[np.str_],
 
 
 def grouped_cv(
-    X: NDArray[np.float64], y: NDArray[np.int64], groups: NDArray[np.str_], *, n_splits: int = 5, seed: int = 0
+    X: NDArray[np.float64],
+    y: NDArray[np.int64],
+    groups: NDArray[np.str_],
+    *,
+    n_splits: int = 5,
+    seed: int = 0,
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """Out-of-fold probabilities and decisions of a standardised logistic regression.
 
@@ -83,7 +97,9 @@ def grouped_cv(
     return prob, pred
 
 
-def binary_scores(y: NDArray[np.int64], prob: NDArray[np.float64], pred: NDArray[np.int64] | None = None) -> BinaryScores:
+def binary_scores(
+    y: NDArray[np.int64], prob: NDArray[np.float64], pred: NDArray[np.int64] | None = None
+) -> BinaryScores:
     """AUROC of ``prob``; F1, precision, recall of ``pred`` (NaN when not given or one class)."""
     auroc = float(roc_auc_score(y, prob)) if 0 < y.sum() < len(y) else float("nan")
     if pred is None:
@@ -98,7 +114,9 @@ def binary_scores(y: NDArray[np.int64], prob: NDArray[np.float64], pred: NDArray
     )
 
 
-def span_counts(claims: ClaimSpans, gold: Sequence[tuple[int, int]], threshold: float) -> tuple[int, int, int]:
+def span_counts(
+    claims: ClaimSpans, gold: Sequence[tuple[int, int]], threshold: float
+) -> tuple[int, int, int]:
     """Character counts ``(true positive, predicted, gold)`` for one response.
 
     Predicted characters are the spans of the claims with support below ``threshold``.
@@ -126,10 +144,14 @@ def span_cv(
     y: NDArray[np.int64],
     groups: NDArray[np.str_],
     *,
+    gate: NDArray[np.bool_] | None = None,
     n_splits: int = 5,
     seed: int = 0,
 ) -> tuple[dict[int, tuple[int, int, int]], list[float]]:
     """Character-level span scores with the support threshold chosen on training folds.
+
+    With ``gate``, only responses whose gate is True (e.g. flagged by the out-of-fold
+    response-level probe) get predicted spans: localise only where the response is flagged.
 
     Returns:
         Per-response ``(tp, predicted, gold)`` counts and the threshold of each fold.
@@ -138,6 +160,8 @@ def span_cv(
     counts: dict[int, tuple[int, int, int]] = {}
     thresholds = []
     outer = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    if gate is not None:
+        claims = [c if g else [] for c, g in zip(claims, gate, strict=True)]
     for tr, te in outer.split(np.zeros(len(y)), y, groups):
         best_t, best_f = float(grid[0]), -1.0
         for t in grid:

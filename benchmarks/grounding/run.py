@@ -2,7 +2,8 @@
 
 Usage (from the project root)::
 
-    python -m benchmarks.grounding.run --data ../shared/data/ragtruth/ragtruth_dev.jsonl --format ragtruth
+    python -m benchmarks.grounding.run \\
+        --data ../shared/data/ragtruth/ragtruth_dev.jsonl --format ragtruth
     python -m benchmarks.grounding.run --data ../shared/data/summedits --format summedits
 
 Reports per task and overall: AUROC of the heuristic risk; AUROC, F1, precision and recall of a
@@ -31,7 +32,9 @@ from detectors.grounding import FEATURE_NAMES, GroundingConfig, GroundingDetecto
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", required=True, help="labeled file or folder (never copied)")
     ap.add_argument("--format", required=True, choices=sorted(FORMATS))
     ap.add_argument("--limit", type=int, default=0, help="use only the first N rows (0 = all)")
@@ -42,7 +45,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--span-mode",
         choices=["phrase", "claim"],
         default="phrase",
-        help="flag an unsupported claim's phrases that hold unsupported items (default) or the whole claim",
+        help="flag the phrases of an unsupported claim that hold unsupported items (default), "
+        "or the whole claim",
+    )
+    ap.add_argument(
+        "--span-gate",
+        action="store_true",
+        help="flag claims only in responses the out-of-fold probe flags "
+        "(default: in every response)",
     )
     ap.add_argument("--json", dest="json_path", help="also write all figures to this JSON file")
     ap.add_argument("--features-out", help="write features, labels, groups, tasks to this .npz")
@@ -70,29 +80,54 @@ def main(argv: list[str] | None = None) -> int:
     tasks = np.array([ex.task for ex in examples])
     risk = np.array([r.risk for r in results])
     if args.features_out:
-        np.savez(args.features_out, X=X, y=y, groups=groups, tasks=tasks, risk=risk, names=np.array(FEATURE_NAMES))
+        np.savez(
+            args.features_out,
+            X=X,
+            y=y,
+            groups=groups,
+            tasks=tasks,
+            risk=risk,
+            names=np.array(FEATURE_NAMES),
+        )
     prob, pred = grouped_cv(X, y, groups, n_splits=args.folds, seed=args.seed)
     has_spans = all(ex.spans is not None for ex in examples)
     span_counts: dict[int, tuple[int, int, int]] = {}
     thresholds: list[float] = []
     if has_spans:
         claims = [
-            [(c.support, [(c.start, c.end)] if args.span_mode == "claim" else c.unsupported_spans or [(c.start, c.end)]) for c in r.claims]
+            [
+                (
+                    c.support,
+                    [(c.start, c.end)]
+                    if args.span_mode == "claim"
+                    else c.unsupported_spans or [(c.start, c.end)],
+                )
+                for c in r.claims
+            ]
             for r in results
         ]
         gold = [list(ex.spans or []) for ex in examples]
-        span_counts, thresholds = span_cv(claims, gold, y, groups, n_splits=args.folds, seed=args.seed)
+        gate = pred.astype(bool) if args.span_gate else None
+        span_counts, thresholds = span_cv(
+            claims, gold, y, groups, gate=gate, n_splits=args.folds, seed=args.seed
+        )
     report: dict[str, object] = {
         "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {args.threads} CPU threads, Python {platform.python_version()}",
-        "command": "python -m benchmarks.grounding.run " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": (
+            f"{platform.machine()}, {args.threads} CPU threads, Python {platform.python_version()}"
+        ),
+        "command": "python -m benchmarks.grounding.run "
+        + " ".join(sys.argv[1:] if argv is None else argv),
         "rows": len(examples),
         "responses_per_s": len(examples) / elapsed,
         "span_thresholds": thresholds,
         "by_task": {},
     }
     print(f"# grounding benchmark: {args.format}, {len(examples)} rows")
-    print(f"throughput: {len(examples) / elapsed:.1f} responses/s ({args.threads} threads, cache off)\n")
+    print(
+        f"throughput: {len(examples) / elapsed:.1f} responses/s "
+        f"({args.threads} threads, cache off)\n"
+    )
     header = "| task | n | pos | heuristic AUROC | probe AUROC | F1 | precision | recall |"
     if has_spans:
         header += " span F1 | span P | span R |"
@@ -102,10 +137,18 @@ def main(argv: list[str] | None = None) -> int:
         mask = np.ones(len(y), bool) if task == "overall" else tasks == task
         h = binary_scores(y[mask], risk[mask])
         p = binary_scores(y[mask], prob[mask], pred[mask])
-        row = f"| {task} | {p.n} | {p.positives} | {h.auroc:.3f} | {p.auroc:.3f} | {p.f1:.3f} | {p.precision:.3f} | {p.recall:.3f} |"
-        entry = {"n": p.n, "positives": p.positives, "heuristic_auroc": h.auroc, "probe": p._asdict()}
+        row = (
+            f"| {task} | {p.n} | {p.positives} | {h.auroc:.3f} | {p.auroc:.3f} | {p.f1:.3f} "
+            f"| {p.precision:.3f} | {p.recall:.3f} |"
+        )
+        entry = {
+            "n": p.n,
+            "positives": p.positives,
+            "heuristic_auroc": h.auroc,
+            "probe": p._asdict(),
+        }
         if has_spans:
-            sf, sp, sr = span_f1([span_counts[i] for i in np.flatnonzero(mask)])
+            sf, sp, sr = span_f1([span_counts[int(i)] for i in np.flatnonzero(mask)])
             row += f" {sf:.3f} | {sp:.3f} | {sr:.3f} |"
             entry["span"] = {"f1": sf, "precision": sp, "recall": sr}
         report["by_task"][task] = entry  # type: ignore[index]

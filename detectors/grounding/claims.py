@@ -10,6 +10,7 @@ user are returned as segments that are not claims.
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from typing import Literal, NamedTuple
 
 __all__ = ["Segment", "SegmentKind", "split_claims", "split_sentences"]
@@ -17,13 +18,20 @@ __all__ = ["Segment", "SegmentKind", "split_claims", "split_sentences"]
 SegmentKind = Literal["claim", "preamble", "refusal", "question", "heading"]
 
 _ABBREVIATIONS = frozenset(
-    """mr mrs ms dr prof sr jr st mt ft vs etc inc ltd co corp dept est approx no nos fig figs
+    re.findall(
+        r"\S+",
+        """
+    mr mrs ms dr prof sr jr st mt ft vs etc inc ltd co corp dept est approx no nos fig figs
     jan feb mar apr jun jul aug sep sept oct nov dec e.g i.e u.s u.k a.m p.m ph.d gen col lt
-    sgt rep sen gov rev vol pp ed eds al""".split()
+    sgt rep sen gov rev vol pp ed eds al
+    """,
+    )
 )
 _BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s+[\"'“‘(\[]?[^\s\"'“‘(\[a-z])|[.!?…]+[\"'”’)\]]*$")
 _LINE = re.compile(r"[^\n]+")
-_MARKER = re.compile(r"^\s*(?:#{1,6}\s+|>\s*|[-*+•·]\s+|\(?\d{1,3}[.)]\s+|\(?[a-zA-Z][.)]\s+)?(?:\*\*|__)?\s*")
+_MARKER = re.compile(
+    r"^\s*(?:#{1,6}\s+|>\s*|[-*+•·]\s+|\(?\d{1,3}[.)]\s+|\(?[a-zA-Z][.)]\s+)?(?:\*\*|__)?\s*"
+)
 _TRAILING = re.compile(r"(?:\s|\*\*|__|\*)+$")
 _CLAUSE = re.compile(r";\s+|,\s+(?=(?:and|but|while|whereas|although|though|yet)\s)", re.IGNORECASE)
 _PREAMBLE_PREFIX = re.compile(
@@ -35,7 +43,8 @@ _PREAMBLE_PREFIX = re.compile(
     re.IGNORECASE,
 )
 _PREAMBLE = re.compile(
-    r"^(?:sure|certainly|of course|okay|ok|great|absolutely)\b[^\n]{0,80}$|^here(?:'s|’s|\s+is|\s+are)\b|"
+    r"^(?:sure|certainly|of course|okay|ok|great|absolutely)\b[^\n]{0,80}$|"
+    r"^here(?:'s|’s|\s+is|\s+are)\b|"
     r"^(?:below|the following)\s+is\b|:\s*$",
     re.IGNORECASE,
 )
@@ -63,7 +72,7 @@ class Segment(NamedTuple):
 
 
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """Sentence spans inside ``text[start:end]``, not splitting at abbreviations, initials or decimals.
+    """Sentence spans inside ``text[start:end]``; no split at abbreviations, initials, decimals.
 
     Args:
         text: The whole text (offsets refer to it).
@@ -80,7 +89,9 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     for m in _BOUNDARY.finditer(region):
         before = region[cursor : m.start()].rsplit(None, 1)
         last = before[-1].lower().rstrip(".") if before else ""
-        if m.group().startswith(".") and (last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha())):
+        if m.group().startswith(".") and (
+            last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha())
+        ):
             continue
         spans.append((cursor, m.end()))
         cursor = m.end()
@@ -104,7 +115,7 @@ def _clauses(text: str, s: int, e: int, min_words: int) -> list[tuple[int, int]]
             cuts.append(m.end())
     bounds = [*cuts, e]
     spans = []
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in pairwise(bounds):
         piece = text[a:b].rstrip(" ;,")
         spans.append((a, a + len(piece)))
     return spans
@@ -143,7 +154,8 @@ def split_claims(text: str, *, clause_min_words: int = 5) -> list[Segment]:
         if body_end <= body_start:
             continue
         heading = raw.lstrip().startswith("#") or (
-            raw.strip().startswith(("**", "__")) and raw.strip().endswith(("**", "__", ":", "**:"))
+            raw.strip().startswith(("**", "__"))
+            and raw.strip().endswith(("**", "__", ":", "**:"))
             and len(raw.split()) <= 8
         )
         if heading:
@@ -156,7 +168,14 @@ def split_claims(text: str, *, clause_min_words: int = 5) -> list[Segment]:
                 continue
             pre = _PREAMBLE_PREFIX.match(text, s, e)
             if pre and pre.end() < e:
-                out.append(Segment(text[s : pre.end()].rstrip(), s, s + len(text[s : pre.end()].rstrip()), "preamble"))
+                out.append(
+                    Segment(
+                        text[s : pre.end()].rstrip(),
+                        s,
+                        s + len(text[s : pre.end()].rstrip()),
+                        "preamble",
+                    )
+                )
                 s = pre.end()
             for cs, ce in _clauses(text, s, e, clause_min_words):
                 if any(ch.isalnum() for ch in text[cs:ce]):

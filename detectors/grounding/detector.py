@@ -85,7 +85,11 @@ class GroundingDetector:
     def evidence(self, contexts: Sequence[Any], question: str | None = None) -> Evidence:
         """The (cached) evidence for ``contexts``: passages, faiss index, lexical inventory."""
         texts = normalize_contexts(contexts, self.config.max_context_chars)
-        q = normalize_text(question, "question", self.config.max_response_chars) if question else None
+        q = (
+            normalize_text(question, "question", self.config.max_response_chars)
+            if question
+            else None
+        )
         return self._evidence(texts, q)
 
     def _evidence(self, texts: list[str], question: str | None) -> Evidence:
@@ -105,7 +109,9 @@ class GroundingDetector:
         """Drop every cached passage index."""
         self._cache.clear()
 
-    def check(self, response: str, contexts: Sequence[Any], question: str | None = None) -> GroundingResult:
+    def check(
+        self, response: str, contexts: Sequence[Any], question: str | None = None
+    ) -> GroundingResult:
         """Check ``response`` claim by claim against ``contexts``.
 
         Args:
@@ -128,7 +134,11 @@ class GroundingDetector:
         q = normalize_text(question, "question", cfg.max_response_chars) if question else None
         segments = split_claims(text, clause_min_words=cfg.clause_min_words)
         claims = [s for s in segments if s.kind == "claim"]
-        skipped = [SkippedSegment(text=s.text, start=s.start, end=s.end, kind=s.kind) for s in segments if s.kind != "claim"]
+        skipped = [
+            SkippedSegment(text=s.text, start=s.start, end=s.end, kind=s.kind)
+            for s in segments
+            if s.kind != "claim"
+        ]
         ev = self._evidence(texts, q)
         vectors = embed_all(ev.embedder, [c.text for c in claims], "claims")
         scores, ids = ev.search(vectors, cfg.top_k, cfg.search_threads)
@@ -149,7 +159,9 @@ class GroundingDetector:
                 novel_words=chk.novel_words,
                 negation_unsupported=chk.negation_unsupported,
                 field_conflicts=chk.field_conflicts,
-                unsupported_spans=[(c.start + a, c.start + b) for a, b in unsupported_spans(c.text, chk.item_spans)],
+                unsupported_spans=[
+                    (c.start + a, c.start + b) for a, b in unsupported_spans(c.text, chk.item_spans)
+                ],
             )
             for c, chk in zip(claims, checks, strict=True)
         ]
@@ -164,12 +176,26 @@ class GroundingDetector:
             weak_threshold=cfg.support_threshold,
         )
         risk = heuristic_risk(checks)
-        logger.debug("grounding: %d claims, %d passages, risk %.3f", len(claims), len(ev.passages), risk)
-        return GroundingResult(claims=results, skipped=skipped, risk=risk, features=features, n_passages=len(ev.passages))
+        logger.debug(
+            "grounding: %d claims, %d passages, risk %.3f", len(claims), len(ev.passages), risk
+        )
+        return GroundingResult(
+            claims=results,
+            skipped=skipped,
+            risk=risk,
+            features=features,
+            n_passages=len(ev.passages),
+        )
 
     @staticmethod
     def _ref(ev: Evidence, pid: int, score: float) -> PassageRef:
         p = ev.passages[pid]
         return PassageRef(
-            passage_id=pid, context_index=p.context_index, start=p.start, end=p.end, field=p.field, score=score, text=p.text
+            passage_id=pid,
+            context_index=p.context_index,
+            start=p.start,
+            end=p.end,
+            field=p.field,
+            score=score,
+            text=p.text,
         )

@@ -69,7 +69,7 @@ class _FittedTfidf:
 
 
 class TfidfCharEmbedder:
-    """Weight-free default: TF-IDF over character n-grams within word boundaries, fitted per request.
+    """Weight-free default: TF-IDF over in-word character n-grams, fitted per request.
 
     Char n-grams match inflections and compounds ("grilling"/"grill") without a stemmer or a
     vocabulary. The vocabulary is capped at ``max_features`` so that memory stays
@@ -109,7 +109,9 @@ class TfidfCharEmbedder:
         return _FittedTfidf(vectorizer, list(corpus), vectors)
 
     def __repr__(self) -> str:
-        return f"TfidfCharEmbedder(ngram_range={self.ngram_range}, max_features={self.max_features})"
+        return (
+            f"TfidfCharEmbedder(ngram_range={self.ngram_range}, max_features={self.max_features})"
+        )
 
 
 class LangChainEmbedder:

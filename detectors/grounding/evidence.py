@@ -1,4 +1,4 @@
-"""The evidence of one request: passages, their faiss index, and the lexical inventory of the contexts.
+"""The evidence of one request: passages, their faiss index, the lexical inventory of the contexts.
 
 Built once per distinct set of contexts (the detector caches it), so that passages are embedded
 once however many responses or regenerations are checked against them.
@@ -10,6 +10,7 @@ import hashlib
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import faiss
 import numpy as np
@@ -96,7 +97,11 @@ def contexts_key(contexts: list[str], question: str | None, embedder: object) ->
 
 
 def build_evidence(
-    contexts: list[str], question: str | None, embedder: Embedder | RequestFitted, *, max_words: int = 60
+    contexts: list[str],
+    question: str | None,
+    embedder: Embedder | RequestFitted,
+    *,
+    max_words: int = 60,
 ) -> Evidence:
     """Split, embed, index and inventory ``contexts``. Time and memory are linear in their size.
 
@@ -129,7 +134,7 @@ def build_evidence(
         words = [stem(t.text) for t in toks]
         stems.update(words)
         prefixes.update(prefix(t.text) for t in toks if len(t.text) >= 6)
-        bigrams.update(zip(words, words[1:], strict=False))
+        bigrams.update(pairwise(words))
         own = frozenset(s for s, _ in content_stems(text))
         passage_stems.append(own)
         for s in own:

@@ -22,7 +22,7 @@ response without claims: support-like minima are 1, rates are 0.
 | log_novel_words | ``log1p`` of the number of novel content words |
 | novel_bigram_rate_max, novel_bigram_rate | word pairs absent from the contexts (max, pooled) |
 | n_numbers, unsupported_numbers, unsupported_number_rate | numbers, those in no passage, share |
-| n_entities, unsupported_entities, unsupported_entity_rate | names, those with a novel word, share |
+| n_entities, unsupported_entities, unsupported_entity_rate | names, those with novel words, share |
 | unsupported_negations | claims that negate where their best passages do not |
 | field_conflicts | yes/no fields of structured contexts stated with the wrong polarity |
 | flagged_claim_fraction | share of claims with any unsupported number, entity or negation |
@@ -114,9 +114,15 @@ def grounding_features(
     negs = sum(c.negation_unsupported for c in checks)
     conflicts = sum(len(c.field_conflicts) for c in checks)
     flagged = sum(
-        bool(c.unsupported_numbers or c.unsupported_entities or c.negation_unsupported or c.field_conflicts) for c in checks
+        bool(
+            c.unsupported_numbers
+            or c.unsupported_entities
+            or c.negation_unsupported
+            or c.field_conflicts
+        )
+        for c in checks
     )
-    values = [
+    return [
         float(n),
         float(n_non_claims),
         float(refusal),
@@ -146,7 +152,6 @@ def grounding_features(
         float(conflicts),
         _rate(flagged, n),
     ]
-    return values
 
 
 def heuristic_risk(checks: Sequence[ClaimCheck]) -> float:

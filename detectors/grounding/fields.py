@@ -24,6 +24,7 @@ _NULL = frozenset({"none", "null", "nan", ""})
 # Generic prefixes of business-record field names ("RestaurantsTakeOut", "BusinessParking").
 _GENERIC = frozenset({"restaur", "business", "attribut", "has", "good"})
 _BEFORE, _AFTER = 4, 3
+_JOINERS = frozenset({"and", "but", "or", "while", "whereas", "yet", "though", "although"})
 
 
 class BoolField(NamedTuple):
@@ -39,7 +40,7 @@ class BoolField(NamedTuple):
     """The field's passage."""
 
 
-def _value(raw: str) -> bool | None | str:
+def _value(raw: str) -> bool | str | None:
     v = raw.strip().lower().removeprefix("u'").strip("'\"")
     if v in _TRUE:
         return True
@@ -91,9 +92,17 @@ def field_conflicts(text: str, fields: list[BoolField]) -> list[tuple[str, int, 
             if f.stems and stems[i] in f.stems and f.stems <= set(stems[max(0, i - 3) : i + 4]):
                 hit = i
                 break
-        if hit < 0 or lowered[hit - 1 : hit] == ["a"] and lowered[hit + 1 : hit + 2] == ["of"]:
+        if hit < 0 or (lowered[hit - 1 : hit] == ["a"] and lowered[hit + 1 : hit + 2] == ["of"]):
             continue  # "a lot of" names no parking lot
-        window = lowered[max(0, hit - _BEFORE) : hit] + lowered[hit + 1 : hit + 1 + _AFTER]
+        after: list[str] = []
+        for j in range(hit + 1, min(len(toks), hit + 1 + _AFTER)):
+            # "WiFi is not available" negates WiFi; "seating but no WiFi" does not negate seating.
+            if lowered[j] in _JOINERS or any(
+                ch in ",;.:" for ch in text[toks[j - 1].end : toks[j].start]
+            ):
+                break
+            after.append(lowered[j])
+        window = lowered[max(0, hit - _BEFORE) : hit] + after
         negative = any(w in NEGATIONS for w in window)
         if f.value is None or f.value == negative:
             out.append((f.compact or " ".join(sorted(f.stems)), toks[hit].start, toks[hit].end))

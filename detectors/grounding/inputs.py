@@ -34,7 +34,7 @@ def normalize_text(value: Any, what: str, max_chars: int) -> str:
         msg = f"{what} must be a str, got {type(value).__name__}"
         raise InputError(msg)
     if len(value) > max_chars:
-        msg = f"{what} has {len(value)} characters, more than the limit of {max_chars} (GroundingConfig)"
+        msg = f"{what} has {len(value)} characters, more than the limit of {max_chars}"
         raise InputError(msg)
     return sanitize(value)
 
@@ -51,7 +51,10 @@ def _context_text(item: Any, i: int) -> str:
         except (TypeError, ValueError) as err:
             msg = f"contexts[{i}] is a {type(item).__name__} that cannot be rendered as JSON: {err}"
             raise InputError(msg) from err
-    msg = f"contexts[{i}] must be a str, a LangChain Document, or a dict/list record; got {type(item).__name__}"
+    msg = (
+        f"contexts[{i}] must be a str, a LangChain Document, or a dict/list record; "
+        f"got {type(item).__name__}"
+    )
     raise InputError(msg)
 
 
@@ -82,6 +85,6 @@ def normalize_contexts(contexts: Any, max_chars: int) -> list[str]:
     texts = [_context_text(item, i) for i, item in enumerate(contexts)]
     total = sum(len(t) for t in texts)
     if total > max_chars:
-        msg = f"contexts have {total} characters in total, more than the limit of {max_chars} (GroundingConfig)"
+        msg = f"contexts have {total} characters in total, more than the limit of {max_chars}"
         raise InputError(msg)
     return [t for t in texts if t.strip()]

@@ -32,48 +32,61 @@ _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|_+|\.")
 _DOUBLE_END = re.compile(r"([b-df-hj-kmnp-rt-vx-z])\1$")
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 MONTHS: tuple[str, ...] = (
     "january", "february", "march", "april", "may", "june",
     "july", "august", "september", "october", "november", "december",
 )  # fmt: skip
-NEGATIONS: frozenset[str] = frozenset(
-    "no not never none nor without cannot can't don't doesn't didn't isn't aren't wasn't weren't "
-    "won't lacks lack neither n't".split()
+NEGATIONS: frozenset[str] = _words(
+    """
+    no not never none nor without cannot can't don't doesn't didn't isn't aren't wasn't
+    weren't won't lacks lack neither n't
+    """
 )
 
 # English function words plus the discourse and meta words that responses add around facts
 # ("the passage mentions", "overall", "additionally"): none of them is evidence of a fact.
-STOPWORDS: frozenset[str] = frozenset(
-    """a about above after again against all also although am among an and any are as at be
-    because been before being below between both but by can could did do does doing down during
-    each either else etc even ever every few for from further had has have having he her here
-    hers herself him himself his how however i if in into is it its itself just least less let
-    like made make makes many may me might more most much must my myself neither no nor not now
-    of off on once one only or other others otherwise our ours ourselves out over own per quite
-    rather same several shall she should since so some such than that the their theirs them
-    themselves then there therefore these they this those though through thus to too toward
-    towards under until up upon us very via was we were what whatever when where whereas whether
-    which while who whom whose why will with within without would yet you your yours yourself
-    yourselves s t don doesn didn isn aren wasn weren won wouldn couldn shouldn hasn haven hadn
-    ve ll re d m according additionally also based context document documents furthermore
-    information mentioned moreover overall passage passages provided source sources summary
-    text answer question response stated states state given note notes article am pm""".split()
+STOPWORDS: frozenset[str] = _words(
+    """
+    a about above after again against all also although am among an and any are as at be
+    because been before being below between both but by can could did do does doing down
+    during each either else etc even ever every few for from further had has have having he
+    her here hers herself him himself his how however i if in into is it its itself just
+    least less let like made make makes many may me might more most much must my myself
+    neither no nor not now of off on once one only or other others otherwise our ours
+    ourselves out over own per quite rather same several shall she should since so some such
+    than that the their theirs them themselves then there therefore these they this those
+    though through thus to too toward towards under until up upon us very via was we were
+    what whatever when where whereas whether which while who whom whose why will with within
+    without would yet you your yours yourself yourselves s t don doesn didn isn aren wasn
+    weren won wouldn couldn shouldn hasn haven hadn ve ll re d m according additionally also
+    based context document documents furthermore information mentioned moreover overall
+    passage passages provided source sources summary text answer question response stated
+    states state given note notes article am pm
+    """
 )
 # Words that frame, connect or evaluate facts rather than state them (reporting verbs,
 # connectives, presentational verbs): a response may use them freely, so they are not checked.
-DISCOURSE: frozenset[str] = frozenset(
-    """despite due including include includes included various particularly particular currently
-    still specifically typically primarily generally finally alternatively especially mainly
-    often usually several different certain specific significant important main key overall
-    said says stated stating describe described describes describing mention mentions noted
-    noting expressed expressing express reported reporting highlighted highlights highlighting
-    explained explains added adding claimed claims argued argues suggests suggest suggested
-    indicates indicate indicated refers refer referred appears appear appeared located offers
-    offer offered offering provides provide provided providing features featuring available
-    known considered called use uses using used make making need needs help helps allows allow
-    ensure take takes taking come comes become becomes found find get gets set well positive
-    negative mixed focus aspect aspects regarding related involves involved involve example
-    instance however although thus hence furthermore while whereas""".split()
+DISCOURSE: frozenset[str] = _words(
+    """
+    despite due including include includes included various particularly particular
+    currently still specifically typically primarily generally finally alternatively
+    especially mainly often usually several different certain specific significant important
+    main key overall said says stated stating describe described describes describing
+    mention mentions noted noting expressed expressing express reported reporting
+    highlighted highlights highlighting explained explains added adding claimed claims
+    argued argues suggests suggest suggested indicates indicate indicated refers refer
+    referred appears appear appeared located offers offer offered offering provides provide
+    provided providing features featuring available known considered called use uses using
+    used make making need needs help helps allows allow ensure take takes taking come comes
+    become becomes found find get gets set well positive negative mixed focus aspect aspects
+    regarding related involves involved involve example instance however although thus hence
+    furthermore while whereas
+    """
 )
 
 
@@ -116,7 +129,7 @@ def split_identifier(name: str) -> str:
 
 
 def prefix(word: str, n: int = 5) -> str:
-    """The first ``n`` characters of the folded word, for derivational matches ("marriage"/"married")."""
+    """The first ``n`` characters of the folded word (derivations: "marriage"/"married")."""
     return _fold(word)[:n]
 
 
@@ -191,16 +204,30 @@ def entities(text: str) -> list[Token]:
     i = 0
     while i < len(words):
         tok = words[i]
-        if not (tok.text[0].isupper() or (tok.text[0].isdigit() and any(c.isupper() for c in tok.text))):
+        if not (
+            tok.text[0].isupper() or (tok.text[0].isdigit() and any(c.isupper() for c in tok.text))
+        ):
             i += 1
             continue
         j = i
-        while j + 1 < len(words) and words[j + 1].text[0].isupper() and words[j + 1].start - words[j].end <= 2:
+        while (
+            j + 1 < len(words)
+            and words[j + 1].text[0].isupper()
+            and words[j + 1].start - words[j].end <= 2
+        ):
             j += 1
-        sentence_start = tok.start == 0 or text[: tok.start].rstrip()[-1:] in {".", "!", "?", ":", '"', "\n", ""}
+        sentence_start = tok.start == 0 or text[: tok.start].rstrip()[-1:] in {
+            ".",
+            "!",
+            "?",
+            ":",
+            '"',
+            "\n",
+            "",
+        }
         span = Token(text[tok.start : words[j].end], tok.start, words[j].end)
-        if j > i or not (sentence_start or _fold(tok.text) in STOPWORDS):
-            if _fold(span.text) not in STOPWORDS:
-                out.append(span)
+        named = j > i or not (sentence_start or _fold(tok.text) in STOPWORDS)
+        if named and _fold(span.text) not in STOPWORDS:
+            out.append(span)
         i = j + 1
     return out

@@ -33,11 +33,16 @@ _SCALES = {
     "hundred": 1e2, "thousand": 1e3, "million": 1e6, "billion": 1e9, "trillion": 1e12,
     "k": 1e3, "m": 1e6, "mn": 1e6, "bn": 1e9, "b": 1e9, "tn": 1e12,
 }  # fmt: skip
-_WORD_NUM = "|".join(sorted([*_UNITS, "hundred", "thousand", "million", "billion", "trillion"], key=len, reverse=True))
+_WORD_NUM = "|".join(
+    sorted(
+        [*_UNITS, "hundred", "thousand", "million", "billion", "trillion"], key=len, reverse=True
+    )
+)
 _NUMBER_RE = re.compile(
     r"""
     (?P<iso>\b(?P<y>\d{4})-(?P<mo>\d{1,2})-(?P<d>\d{1,2})\b)
-    | (?P<clock>\b(?P<h>\d{1,2}):(?P<mi>\d{1,2})(?::\d{1,2})?(?:\s*(?P<ampm1>[ap]\.?m\.?))?(?![\w:]))
+    | (?P<clock>\b(?P<h>\d{1,2}):(?P<mi>\d{1,2})(?::\d{1,2})?
+        (?:\s*(?P<ampm1>[ap]\.?m\.?))?(?![\w:]))
     | (?P<hour>\b(?P<h2>\d{1,2})\s*(?P<ampm2>[ap]\.?m\.?)(?!\w))
     | (?P<num>(?:(?P<cur>[$€£¥])\s?)?
         (?P<digits>(?<![\w.])\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\w.,])\d+(?:\.\d+)?|(?<![\w])\.\d+)
@@ -119,13 +124,20 @@ def find_numbers(text: str) -> list[NumberMention]:
         s, e, t = m.start(), m.end(), m.group().strip()
         if m.group("iso"):
             y, mo, d = int(m.group("y")), int(m.group("mo")), int(m.group("d"))
-            out += [NumberMention(t, float(y), "year", s, e), NumberMention(t, float(d), "number", s, e)]
+            out += [
+                NumberMention(t, float(y), "year", s, e),
+                NumberMention(t, float(d), "number", s, e),
+            ]
             if 1 <= mo <= 12:
                 out.append(NumberMention(MONTHS[mo - 1], float(mo), "number", s, e))
         elif m.group("clock") or m.group("hour"):
             h = int(m.group("h") or m.group("h2"))
             minutes = int(m.group("mi") or 0)
-            out.append(NumberMention(t, _hour(h, m.group("ampm1") or m.group("ampm2")) + minutes / 60, "time", s, e))
+            out.append(
+                NumberMention(
+                    t, _hour(h, m.group("ampm1") or m.group("ampm2")) + minutes / 60, "time", s, e
+                )
+            )
         elif m.group("num"):
             value = float(m.group("digits").replace(",", ""))
             scale = (m.group("scale") or "").lower()
@@ -142,7 +154,7 @@ def find_numbers(text: str) -> list[NumberMention]:
                 kind = "percent"
             elif m.group("ord"):
                 kind = "ordinal"
-            elif 1000 <= value <= 2100 and re.fullmatch(r"\d{4}", m.group("digits")):
+            elif 1200 <= value <= 2100 and re.fullmatch(r"\d{4}", m.group("digits")):
                 kind = "year"
             out.append(NumberMention(text[s:e].strip(), value, kind, s, e))
         elif m.group("words"):
@@ -151,7 +163,9 @@ def find_numbers(text: str) -> list[NumberMention]:
                 continue
             value_w = parse_number_words(phrase)
             if value_w is not None:
-                out.append(NumberMention(t, value_w, "percent" if m.group("pct2") else "number", s, e))
+                out.append(
+                    NumberMention(t, value_w, "percent" if m.group("pct2") else "number", s, e)
+                )
         elif m.group("ordw"):
             out.append(NumberMention(t, float(_ORDINALS[t.lower()]), "ordinal", s, e))
     return out

@@ -1,4 +1,4 @@
-"""Split retrieved contexts into passages with offsets; structured data becomes one passage per field.
+"""Split retrieved contexts into passages with offsets; one passage per field for structured data.
 
 Prose is cut into sentences (long ones into windows of at most ``max_words`` words). A JSON or
 Python-literal object at the start of a context (as in RAG over product or business records),
@@ -166,9 +166,9 @@ def split_context(text: str, context_index: int = 0, *, max_words: int = 60) -> 
             flat.walk(obj, [])
             return flat.out + _prose(text[close:], close, context_index, max_words)
     lines = list(re.finditer(r"[^\n]*\S[^\n]*", text))
-    if len(lines) >= 3 and all(ln.group().strip().startswith("|") for ln in lines[:3]):
-        if _TABLE_SEP.match(lines[1].group()):
-            return _table([ln for ln in lines if ln.group().strip().startswith("|")], context_index)
+    is_table = len(lines) >= 3 and all(ln.group().strip().startswith("|") for ln in lines[:3])
+    if is_table and _TABLE_SEP.match(lines[1].group()):
+        return _table([ln for ln in lines if ln.group().strip().startswith("|")], context_index)
     kv = list(_KV_LINE.finditer(text))
     if len(lines) >= 3 and len(kv) >= 0.6 * len(lines):
         return [

@@ -20,7 +20,9 @@ class PassageRef(BaseModel):
 
     passage_id: int = Field(description="Index of the passage in the request's passage list.")
     context_index: int = Field(description="Which context the passage comes from.")
-    start: int = Field(description="Start offset in that context (best effort for structured fields).")
+    start: int = Field(
+        description="Start offset in that context (best effort for structured fields)."
+    )
     end: int = Field(description="End offset (exclusive).")
     field: str | None = Field(description="Dotted field path for structured data, else None.")
     score: float = Field(description="Cosine similarity to the claim, in [-1, 1].")
@@ -73,10 +75,16 @@ class GroundingResult(BaseModel):
 
     claims: list[ClaimResult] = Field(description="Claims in response order.")
     skipped: list[SkippedSegment] = Field(description="Preambles, refusals, questions, headings.")
-    risk: float = Field(ge=0.0, le=1.0, description="Uncalibrated risk that a claim is unsupported.")
+    risk: float = Field(
+        ge=0.0, le=1.0, description="Uncalibrated risk that a claim is unsupported."
+    )
     features: list[float] = Field(description="Grounding features, in the order of feature_names.")
-    feature_names: tuple[str, ...] = Field(default=FEATURE_NAMES, description="Names of the features.")
-    features_version: int = Field(default=FEATURES_VERSION, description="Version of the feature set.")
+    feature_names: tuple[str, ...] = Field(
+        default=FEATURE_NAMES, description="Names of the features."
+    )
+    features_version: int = Field(
+        default=FEATURES_VERSION, description="Version of the feature set."
+    )
     n_passages: int = Field(description="Passages the contexts were split into.")
 
     @property

@@ -13,13 +13,15 @@ Signals, each in [0, 1] or a count:
   structured yes/no fields stated with the wrong polarity (:mod:`detectors.grounding.fields`).
 
 The support score is the mean of similarity, coverage and global coverage (``1 - novel_rate``),
-halved for every unsupported number or field conflict and scaled by 3/4 for every unsupported entity or negation:
+halved for every unsupported number or field conflict and scaled by 3/4 for every unsupported
+entity or negation:
 a rule of thumb, deliberately simple; the calibrated probe learns the weights from data.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 from typing import NamedTuple
 
 import numpy as np
@@ -70,8 +72,10 @@ class ClaimCheck(NamedTuple):
     """Offsets (in the claim) of every unsupported word, number, name and field mention."""
 
 
-def _greedy_coverage(stems: list[str], evidence: Evidence, seeds: list[int]) -> tuple[float, list[int]]:
-    """Share of ``stems`` covered by the best two passages (by shared words; ``seeds`` break ties)."""
+def _greedy_coverage(
+    stems: list[str], evidence: Evidence, seeds: list[int]
+) -> tuple[float, list[int]]:
+    """Share of ``stems`` covered by the best two passages (by shared words, plus ``seeds``)."""
     wanted = set(stems)
     if not wanted:
         return 1.0, []
@@ -97,7 +101,9 @@ def _greedy_coverage(stems: list[str], evidence: Evidence, seeds: list[int]) -> 
     return 1.0 - len(remaining) / len(wanted), chosen
 
 
-def check_claim(text: str, vector_scores: NDArray[np.float32], vector_ids: NDArray[np.int64], evidence: Evidence) -> ClaimCheck:
+def check_claim(
+    text: str, vector_scores: NDArray[np.float32], vector_ids: NDArray[np.int64], evidence: Evidence
+) -> ClaimCheck:
     """Check one claim against the evidence.
 
     Args:
@@ -114,26 +120,37 @@ def check_claim(text: str, vector_scores: NDArray[np.float32], vector_ids: NDArr
     cs = content_stems(text)
     stems = [s for s, _ in cs]
     novel_toks = [
-        tok for s, tok in cs if s not in evidence.stems and (len(tok.text) < 6 or prefix(tok.text) not in evidence.prefixes)
+        tok
+        for s, tok in cs
+        if s not in evidence.stems
+        and (len(tok.text) < 6 or prefix(tok.text) not in evidence.prefixes)
     ]
     novel = [t.text for t in novel_toks]
-    novel_rate = len(novel) / len(cs) if cs else 0.0
     coverage, chosen = _greedy_coverage(stems, evidence, [p for p, _ in pairs[:2]])
-    if not evidence.passages:
-        coverage = 0.0
     words = [stem(t.text) for t in tokens(text)]
-    grams = list(zip(words, words[1:], strict=False))
+    grams = list(pairwise(words))
     novel_bigram_rate = sum(g not in evidence.bigrams for g in grams) / len(grams) if grams else 0.0
     nums = find_numbers(text)
     bad_num_mentions = [m for m in nums if not numbers_match(m.value, evidence.numbers)]
     bad_nums = [m.text for m in bad_num_mentions]
+    # Numbers are content too: a supported one counts as a covered word ("open 11 am to 5 pm").
+    n_items, n_ok = len(set(stems)) + len(nums), len(nums) - len(bad_nums)
+    coverage = (coverage * len(set(stems)) + n_ok) / n_items if n_items else 1.0
+    novel_rate = len(novel) / (len(cs) + len(nums)) if cs or nums else 0.0
+    if not evidence.passages:
+        coverage = 0.0
     ents = entities(text)
-    bad_ent_toks = [e for e in ents if any(s not in evidence.stems for s, _ in content_stems(e.text))]
+    bad_ent_toks = [
+        e for e in ents if any(s not in evidence.stems for s, _ in content_stems(e.text))
+    ]
     bad_ents = [e.text for e in bad_ent_toks]
     negates = any(w.lower() in NEGATIONS for w in (t.text for t in tokens(text)))
     near = {p for p, _ in pairs[:2]} | set(chosen)
     negation_unsupported = negates and not any(
-        any(t.text.lower() in NEGATIONS or t.text.lower() in _NEGATIVE_VALUES for t in tokens(evidence.passages[p].text))
+        any(
+            t.text.lower() in NEGATIONS or t.text.lower() in _NEGATIVE_VALUES
+            for t in tokens(evidence.passages[p].text)
+        )
         for p in near
     )
     found_conflicts = field_conflicts(text, evidence.fields)
@@ -144,7 +161,13 @@ def check_claim(text: str, vector_scores: NDArray[np.float32], vector_ids: NDArr
         | {(s, e) for _, s, e in found_conflicts}
     )
     base = (similarity + coverage + (1.0 - novel_rate)) / 3.0
-    support = base * 0.5 ** (len(bad_nums) + len(conflicts)) * 0.75 ** (len(bad_ents) + int(negation_unsupported))
+    support = (
+        base
+        * 0.5 ** (len(bad_nums) + len(conflicts))
+        * 0.75 ** (len(bad_ents) + int(negation_unsupported))
+    )
+    if not evidence.passages:
+        support = 0.0  # no evidence at all: nothing is supported
     return ClaimCheck(
         support=float(np.clip(support, 0.0, 1.0)),
         similarity=similarity,

@@ -4,8 +4,9 @@ The facts live in ``data/gemma_scope.yaml`` (read once, cached); this module onl
 them. Two id forms:
 
 - Gemma Scope 1: ``{release}/layer_{L}/width_{W}/average_l0_{N}`` or ``.../canonical`` (the
-  average L0 closest to 100), e.g. ``gemma-scope-2b-pt-res/layer_20/width_16k/canonical``. The
-  SAELens release ``{release}-canonical`` is accepted too.
+  average L0 closest to 100, unless the data records SAELens's canonical as an exception), e.g.
+  ``gemma-scope-2b-pt-res/layer_20/width_16k/canonical``. The SAELens release
+  ``{release}-canonical`` is accepted too.
 - Gemma Scope 2: ``gemma-scope-2-{size}-{pt|it}-{site}/layer_{L}/width_{W}/l0_{small|medium|big}``
   with ``site`` in ``res, res-all, mlp, mlp-all, att, att-all``, e.g.
   ``gemma-scope-2-1b-pt-res/layer_22/width_16k/l0_medium``. The SAELens spelling
@@ -59,7 +60,8 @@ class SAERegistryEntry:
         l0_label: ``"average_l0_71"`` or ``"l0_medium"``.
         canonical: Whether this is the release's canonical SAE for the layer and width.
         verified: Whether the L0 was checked against the registry's transcribed lists.
-        neuronpedia_id: Neuronpedia's id (``"gemma-2-2b/20-gemmascope-res-16k"``), or None.
+        neuronpedia_id: Neuronpedia's id (``"gemma-2-2b/20-gemmascope-res-16k"``, or
+            ``"gemma-2-9b/9-gemmascope-res-16k__l0-51"`` for a non-canonical SAE), or None.
     """
 
     sae_id: str
@@ -136,6 +138,14 @@ def _closest_to_100(l0s: list[int]) -> int:
     return min(l0s, key=lambda v: (abs(v - 100), v))
 
 
+def _canonical_l0(rel: dict[str, Any], layer: int, width: str, options: list[int]) -> int | None:
+    """SAELens's canonical L0: the closest to 100 unless the data records an exception."""
+    override: dict[str, int | None] = rel.get("canonical_override", {}).get(layer, {})
+    if width in override:
+        return override[width]
+    return _closest_to_100(options) if options else None
+
+
 def _resolve_gs1(release: str, tail: str) -> SAERegistryEntry:
     base = release.removesuffix("-canonical")
     rel = _data()["gemma_scope_1"][base]
@@ -164,13 +174,23 @@ def _resolve_gs1(release: str, tail: str) -> SAERegistryEntry:
                 "so 'canonical' cannot be resolved; give an explicit average_l0_<N>"
             )
             raise ConfigError(msg)
-        l0 = _closest_to_100(options)
+        canonical_l0 = _canonical_l0(rel, layer, width, options)
+        if canonical_l0 is None:
+            msg = (
+                f"SAELens lists no canonical SAE for {base}/layer_{layer}/width_{width}; give an "
+                f"explicit one of: {', '.join(f'average_l0_{v}' for v in options)}"
+            )
+            raise ConfigError(msg)
+        l0 = canonical_l0
     else:
         l0 = int(l0_part.removeprefix("average_l0_"))
         if options and l0 not in options:
+            valid = [f"average_l0_{v}" for v in options]
+            if _canonical_l0(rel, layer, width, options) is not None:
+                valid.append("canonical")
             msg = (
-                f"{base}/layer_{layer}/width_{width} has no average_l0_{l0}; valid: "
-                f"{', '.join(f'average_l0_{v}' for v in options)}, canonical"
+                f"{base}/layer_{layer}/width_{width} has no average_l0_{l0}; "
+                f"valid: {', '.join(valid)}"
             )
             raise ConfigError(msg)
         if not options:
@@ -182,10 +202,14 @@ def _resolve_gs1(release: str, tail: str) -> SAERegistryEntry:
                 width,
                 l0,
             )
-    canonical = bool(options) and l0 == _closest_to_100(options)
+    canonical = bool(options) and l0 == _canonical_l0(rel, layer, width, options)
     folder = f"layer_{layer}/width_{width}/average_l0_{l0}"
     np_set = rel.get("neuronpedia_set")
-    neuronpedia_id = f"{rel['model']}/{layer}-{np_set}-{width}" if np_set and canonical else None
+    neuronpedia_id = None
+    if np_set and canonical:
+        neuronpedia_id = f"{rel['model']}/{layer}-{np_set}-{width}"
+    elif np_set and l0 in rel.get("neuronpedia_l0", {}).get(layer, {}).get(width, []):
+        neuronpedia_id = f"{rel['model']}/{layer}-{np_set}-{width}__l0-{l0}"
     return SAERegistryEntry(
         sae_id=f"{base}/{folder}",
         release=base,
@@ -294,7 +318,7 @@ def neuronpedia_url(entry: SAERegistryEntry | str, latent: int) -> str:
         if entry.neuronpedia_id is None:
             msg = (
                 f"{entry.sae_id} has no Neuronpedia id in the registry "
-                "(only canonical Gemma Scope 2B SAEs have one)"
+                "(canonical Gemma Scope SAEs and a few others listed by SAELens have one)"
             )
             raise ConfigError(msg)
         np_id, d_sae = entry.neuronpedia_id, entry.d_sae

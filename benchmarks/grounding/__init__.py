@@ -1,0 +1,1 @@
+"""Grounding detector benchmark: ``python -m benchmarks.grounding.run --help``."""
