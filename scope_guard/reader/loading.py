@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from scope_guard.errors import ArtifactError, ConfigError
+from scope_guard.hub import hub_cache_dir, offline_mode
 from scope_guard.sites import Site, SiteKind
 
 __all__ = [
@@ -69,10 +70,6 @@ def parse_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
     return _DTYPES[key]
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-
-
 def resolve_model_dir(
     model: str | os.PathLike[str],
     *,
@@ -97,11 +94,11 @@ def resolve_model_dir(
         msg = f"model {text!r} is neither a model folder nor a hub id like 'google/gemma-2-2b'"
         raise ArtifactError(msg)
 
-    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    offline = _offline() if local_files_only is None else local_files_only
-    cache = Path(cache_dir) if cache_dir is not None else Path(constants.HF_HUB_CACHE)
+    offline = offline_mode() if local_files_only is None else local_files_only
+    cache = hub_cache_dir(cache_dir)
     try:
         folder = snapshot_download(
             text,

@@ -11,11 +11,9 @@ that says how to get it.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import torch
-from huggingface_hub import constants as hf_constants
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -26,6 +24,7 @@ from huggingface_hub.errors import (
 )
 
 from scope_guard.errors import ArtifactError, ConfigError
+from scope_guard.hub import hub_cache_dir, offline_mode
 from scope_guard.sae.formats import LoadedParams, read_sae
 from scope_guard.sae.jumprelu import JumpReLUSAE, SAEInfo
 from scope_guard.sae.registry import SAERegistryEntry, known_releases, resolve_sae_id
@@ -34,27 +33,11 @@ __all__ = ["load_sae"]
 
 logger = logging.getLogger(__name__)
 
-_TRUE = {"1", "on", "yes", "true"}
-
-
-def _offline_from_env() -> bool:
-    """Whether HF offline mode is on, read now (``huggingface_hub`` reads it at import)."""
-    value = os.environ.get("HF_HUB_OFFLINE")
-    if value is not None:
-        return value.strip().lower() in _TRUE
-    return bool(hf_constants.HF_HUB_OFFLINE)
-
-
-def _cache_dir_label(cache_dir: str | Path | None) -> str:
-    if cache_dir is not None:
-        return str(cache_dir)
-    return os.environ.get("HF_HUB_CACHE") or str(hf_constants.HF_HUB_CACHE)
-
 
 def _download(
     entry: SAERegistryEntry, filename: str, cache_dir: str | Path | None, local_files_only: bool
 ) -> Path:
-    where = _cache_dir_label(cache_dir)
+    where = hub_cache_dir(cache_dir)
     how = (
         f"download it with `hf download {entry.repo_id} {filename}` (older clients: "
         f"`huggingface-cli download {entry.repo_id} {filename}`), after accepting the license "
@@ -139,7 +122,7 @@ def _load_entry(
     cache_dir: str | Path | None,
     local_files_only: bool | None,
 ) -> LoadedParams:
-    offline = _offline_from_env() if local_files_only is None else local_files_only
+    offline = offline_mode() if local_files_only is None else local_files_only
     weights = _download(entry, entry.path_in_repo, cache_dir, offline)
     if entry.config_path_in_repo is not None:
         _download(entry, entry.config_path_in_repo, cache_dir, offline)
