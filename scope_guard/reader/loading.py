@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -27,6 +29,7 @@ __all__ = [
     "find_decoder",
     "load_decoder",
     "parse_dtype",
+    "quiet_transformers",
     "resolve_model_dir",
     "site_dim",
     "text_config",
@@ -119,6 +122,23 @@ def resolve_model_dir(
     return Path(folder)
 
 
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' warnings and progress bars for the duration (restored after)."""
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def text_config(config: Any) -> Any:
     """The decoder's config (a multimodal Gemma 3 config holds it as ``text_config``)."""
     return config.text_config if getattr(config, "model_type", "") == "gemma3" else config
@@ -181,7 +201,6 @@ def load_decoder(
     layers needed before the weights are loaded.
     """
     from transformers import AutoConfig, AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     try:
         config = AutoConfig.from_pretrained(folder)
@@ -211,26 +230,19 @@ def load_decoder(
     if getattr(cfg, "layer_types", None) is not None:
         cfg.layer_types = list(cfg.layer_types)[: deepest_layer + 1]
 
-    previous = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()  # the skipped layers and LM head are expected "unused weights"
-    hf_logging.disable_progress_bar()
     try:
-        model, loading_info = AutoModel.from_pretrained(
-            folder,
-            config=config,
-            dtype=dtype,
-            attn_implementation=SUPPORTED_MODEL_TYPES[model_type],
-            use_safetensors=True,
-            output_loading_info=True,
-        )
+        with quiet_transformers():  # the skipped layers and LM head are expected "unused weights"
+            model, loading_info = AutoModel.from_pretrained(
+                folder,
+                config=config,
+                dtype=dtype,
+                attn_implementation=SUPPORTED_MODEL_TYPES[model_type],
+                use_safetensors=True,
+                output_loading_info=True,
+            )
     except (OSError, ValueError, RuntimeError) as exc:
         msg = f"cannot load the model weights in {folder}: {exc}"
         raise ArtifactError(msg) from exc
-    finally:
-        hf_logging.set_verbosity(previous)
-        if bars:
-            hf_logging.enable_progress_bar()
     # A weight the checkpoint lacks would otherwise be left at its random initialisation.
     missing = sorted(
         str(k)

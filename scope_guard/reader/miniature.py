@@ -171,8 +171,11 @@ def build_miniature_model(
                 param.normal_(0.0, 0.1)
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    from scope_guard.reader.loading import quiet_transformers
+
+    with quiet_transformers():
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
     (out / "STAND_IN.txt").write_text(MINIATURE_LABEL + "\n", encoding="utf-8")
     return out
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -206,6 +208,25 @@ class Reader:
             max_tokens=self.max_tokens,
             is_stand_in=self.is_stand_in,
         )
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A short hash identifying the reader's weights, for bundle compatibility checks.
+
+        Hashes the architecture and slices of the embedding and first-layer weights, rounded to
+        bf16 so the same checkpoint gives the same fingerprint in any dtype it is loaded in.
+        """
+        digest = hashlib.sha256()
+        meta = (self.info.model_type, self.n_layers, self.d_model, self.tokenizer.vocab_size)
+        digest.update(repr(meta).encode())
+        first = self.layers[0]
+        for tensor in (
+            cast(Any, self.decoder).get_input_embeddings().weight[:256],
+            *(p.reshape(-1)[:4096] for p in first.parameters()),
+        ):
+            rounded = tensor.detach().reshape(-1).to(torch.bfloat16).float().cpu().numpy()
+            digest.update(rounded.tobytes())
+        return digest.hexdigest()[:32]
 
     # ------------------------------------------------------------------ reading
     def read(self, prompt: str, response: str) -> Reading:
