@@ -142,7 +142,7 @@ class PooledFeatures:
 
 def encode_reading(
     reading: Reading,
-    saes: Mapping[Site | str, JumpReLUSAE],
+    saes: Mapping[Site, JumpReLUSAE] | Mapping[str, JumpReLUSAE],
     pooling: Pooling | str = Pooling.MEAN_MAX,
 ) -> PooledFeatures:
     """Encode a reading's activations with one SAE per site and pool them.

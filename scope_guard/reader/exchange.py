@@ -123,7 +123,7 @@ class ExchangeEncoder:
         """Tokenize template text: its special-token strings are meant as special tokens."""
         if not text:
             return []
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return list(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def _tokenize_user_text(self, text: str, *, offsets: bool) -> Any:
         """Tokenize user text: special-token strings inside it stay plain text."""
@@ -132,6 +132,7 @@ class ExchangeEncoder:
             add_special_tokens=False,
             split_special_tokens=True,
             return_offsets_mapping=offsets,
+            verbose=False,  # no "longer than model_max_length" warning: encode() truncates
         )
 
     def encode(self, prompt: str, response: str) -> EncodedExchange:

@@ -34,6 +34,7 @@ __all__ = ["Reader", "ReaderInfo"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 4096
+MINIATURE_SOURCE = "miniature"  # Reader.source of the built-in stand-in
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class Reader:
         self.tokenizer = tokenizer
         self.encoder = ExchangeEncoder(tokenizer, max_tokens, use_chat_template=use_chat_template)
         self.name = name or type(model).__name__
+        self.source: str | None = None  # what from_pretrained was given, to load it again
         self.n_layers = n_layers if n_layers is not None else len(self.layers)
         self.is_stand_in = is_stand_in
         self.batch_size = batch_size
@@ -157,6 +159,7 @@ class Reader:
             batch_size=batch_size,
         )
         reader.config = loaded.config
+        reader.source = str(model)
         return reader
 
     @classmethod
@@ -171,7 +174,9 @@ class Reader:
         """The built-in stand-in reader (a tiny random-weight Gemma 2), built on first use."""
         kwargs.setdefault("dtype", "float32")
         path = miniature_model_path(cache_root)
-        return cls.from_pretrained(path, sites, max_tokens=max_tokens, **kwargs)
+        reader = cls.from_pretrained(path, sites, max_tokens=max_tokens, **kwargs)
+        reader.source = MINIATURE_SOURCE
+        return reader
 
     # ------------------------------------------------------------------ properties
     @property

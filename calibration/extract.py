@@ -1,0 +1,292 @@
+"""Feature extraction over a labeled dataset: batched, cached on disk, resumable.
+
+Reader features (pooled SAE codes per site, pooled raw activations per site) and grounding
+features are cached in separate namespaces (:mod:`calibration.feature_cache`), so changing the
+SAE does not recompute the grounding features and vice versa. Only missing examples are computed,
+in batches; each finished chunk is written before the next starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from calibration.data import LabeledDataset, prompt_of
+from calibration.feature_cache import FeatureCache, text_key
+from detectors.bundle_manifest import sae_fingerprint
+from detectors.feature_blocks import BlockKind, FeatureBlock
+from scope_guard.errors import ArtifactError, ConfigError
+from scope_guard.features import Pooling, encode_reading, pool_codes
+from scope_guard.sites import Site
+
+if TYPE_CHECKING:
+    from detectors.grounding import GroundingDetector
+    from scope_guard.reader import Reader
+    from scope_guard.sae import JumpReLUSAE
+
+__all__ = ["ExtractedFeatures", "extract_features"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ExtractedFeatures:
+    """Features of every example of a dataset, row-aligned with it.
+
+    Attributes:
+        n: Number of rows.
+        pooling: Pooling used for SAE and raw features.
+        sae: Per site, pooled codes ``(n, n_latents * parts)`` (CSR); mean block, then max.
+        sae_latents: Per site, the SAE latent id of each code column of one block.
+        raw: Per site, pooled raw activations ``(n, d * parts)``.
+        grounding: Grounding features ``(n, n_grounding)`` or ``None``.
+        grounding_names: Their names, in order.
+        grounding_version: The grounding feature-set version.
+        n_computed: Examples computed in this call (the rest came from the cache).
+    """
+
+    n: int
+    pooling: Pooling
+    sae: dict[Site, sp.csr_matrix] = field(default_factory=dict)
+    sae_latents: dict[Site, np.ndarray] = field(default_factory=dict)
+    raw: dict[Site, np.ndarray] = field(default_factory=dict)
+    grounding: np.ndarray | None = None
+    grounding_names: tuple[str, ...] = ()
+    grounding_version: int | None = None
+    n_computed: int = 0
+
+    def matrix(self, blocks: Sequence[FeatureBlock]) -> Any:
+        """The design matrix for a feature layout (CSR when it has SAE blocks, else dense)."""
+        parts: list[Any] = []
+        for block in blocks:
+            if block.kind is BlockKind.GROUNDING:
+                if self.grounding is None or list(self.grounding_names) != block.names:
+                    msg = "the extracted grounding features do not match the layout"
+                    raise ConfigError(msg)
+                parts.append(self.grounding)
+                continue
+            site = block.parsed_site
+            if block.kind is BlockKind.RAW:
+                if site not in self.raw:
+                    msg = f"no raw activations extracted at {site}"
+                    raise ConfigError(msg)
+                parts.append(self.raw[site])
+                continue
+            if site not in self.sae:
+                msg = f"no SAE features extracted at {site}"
+                raise ConfigError(msg)
+            position = {int(v): i for i, v in enumerate(self.sae_latents[site])}
+            try:
+                cols = np.array([position[i] for i in block.latent_ids], dtype=np.int64)
+            except KeyError as exc:
+                msg = f"latent {exc.args[0]} at {site} was not extracted"
+                raise ConfigError(msg) from None
+            width = len(position)
+            all_cols = np.concatenate([cols + k * width for k in range(len(block.pooling.parts))])
+            parts.append(self.sae[site][:, all_cols])
+        if any(sp.issparse(p) for p in parts):
+            return sp.hstack([sp.csr_matrix(p) for p in parts], format="csr")
+        return np.hstack(parts) if parts else np.zeros((self.n, 0))
+
+
+def _sae_namespace(
+    reader: Reader, site: Site, sae: JumpReLUSAE, pooling: Pooling
+) -> dict[str, Any]:
+    return {
+        "kind": "sae",
+        "reader": reader.fingerprint,
+        "max_tokens": reader.max_tokens,
+        "chat_template": reader.encoder.uses_chat_template,
+        "site": str(site),
+        "sae": sae_fingerprint(sae),
+        "pooling": str(pooling),
+    }
+
+
+def _raw_namespace(reader: Reader, site: Site, pooling: Pooling) -> dict[str, Any]:
+    return {
+        "kind": "raw",
+        "reader": reader.fingerprint,
+        "max_tokens": reader.max_tokens,
+        "chat_template": reader.encoder.uses_chat_template,
+        "site": str(site),
+        "pooling": str(pooling),
+    }
+
+
+class _MemoryCache(dict[str, dict[str, np.ndarray]]):
+    """Stand-in for :class:`FeatureCache` when no cache folder is given."""
+
+    def missing(self, keys: Sequence[str]) -> list[str]:
+        return [k for k in dict.fromkeys(keys) if k not in self]
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+        return {k: self[k] for k in keys}
+
+    def put(self, rows: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+        self.update({k: dict(v) for k, v in rows.items()})
+
+
+def _open(cache_dir: str | os.PathLike[str] | None, namespace: dict[str, Any]) -> Any:
+    return FeatureCache(cache_dir, namespace) if cache_dir is not None else _MemoryCache()
+
+
+def _get(cache: Any, keys: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+    return cache.get_many(keys) if isinstance(cache, _MemoryCache) else cache.get(keys)
+
+
+def extract_features(
+    dataset: LabeledDataset,
+    *,
+    reader: Reader | None = None,
+    saes: Mapping[Site, JumpReLUSAE] | Mapping[str, JumpReLUSAE] | None = None,
+    raw_sites: Sequence[Site | str] | None = None,
+    pooling: Pooling | str = Pooling.MEAN_MAX,
+    grounding: GroundingDetector | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    batch_size: int = 8,
+    chunk_size: int = 64,
+    progress: bool = True,
+) -> ExtractedFeatures:
+    """Extract features for every example of ``dataset``.
+
+    Args:
+        dataset: Examples; the reader reads ``(prompt_of(example), example.response)``.
+        reader: Needed for SAE and raw features.
+        saes: Per site, the SAE to encode with (full or narrowed).
+        raw_sites: Sites whose pooled raw activations to keep (default: the SAE sites).
+        pooling: Pooling of codes and activations.
+        grounding: A grounding detector, for grounding features.
+        cache_dir: Feature cache folder; ``None`` computes everything in memory.
+        batch_size: Reader batch size.
+        chunk_size: Examples computed between two cache writes (the resume granularity).
+        progress: Show a progress bar on stderr.
+    """
+    mode = Pooling.parse(pooling)
+    sae_map = {Site.parse(k): v for k, v in (saes or {}).items()}
+    raws = [Site.parse(s) for s in (raw_sites if raw_sites is not None else list(sae_map))]
+    if (sae_map or raws) and reader is None:
+        msg = "SAE or raw features need a reader"
+        raise ConfigError(msg)
+    out = ExtractedFeatures(n=len(dataset), pooling=mode)
+    if reader is not None and (sae_map or raws):
+        out.n_computed = _extract_reader(
+            dataset, reader, sae_map, raws, mode, cache_dir, batch_size, chunk_size, progress, out
+        )
+    if grounding is not None:
+        out.n_computed += _extract_grounding(
+            dataset, grounding, cache_dir, chunk_size, progress, out
+        )
+    return out
+
+
+def _extract_reader(
+    dataset: LabeledDataset,
+    reader: Reader,
+    saes: dict[Site, JumpReLUSAE],
+    raws: list[Site],
+    pooling: Pooling,
+    cache_dir: str | os.PathLike[str] | None,
+    batch_size: int,
+    chunk_size: int,
+    progress: bool,
+    out: ExtractedFeatures,
+) -> int:
+    missing_sites = (set(saes) | set(raws)) - set(reader.sites)
+    if missing_sites:
+        msg = f"the reader does not capture {sorted(map(str, missing_sites))}"
+        raise ConfigError(msg)
+    caches = {
+        ("sae", s): _open(cache_dir, _sae_namespace(reader, s, sae, pooling))
+        for s, sae in saes.items()
+    }
+    caches.update({("raw", s): _open(cache_dir, _raw_namespace(reader, s, pooling)) for s in raws})
+    keys = [text_key(prompt_of(ex), ex.response) for ex in dataset]
+    todo = sorted({k for c in caches.values() for k in c.missing(keys)})
+    todo_set = set(todo)
+    examples = {k: ex for k, ex in zip(keys, dataset, strict=True) if k in todo_set}
+    bar = tqdm(total=len(todo), desc="reader features", unit="ex", disable=not progress)
+    for start in range(0, len(todo), chunk_size):
+        chunk = todo[start : start + chunk_size]
+        readings = reader.read_batch(
+            [(prompt_of(examples[k]), examples[k].response) for k in chunk], batch_size=batch_size
+        )
+        rows: dict[tuple[str, Site], dict[str, dict[str, np.ndarray]]] = {c: {} for c in caches}
+        for key, reading in zip(chunk, readings, strict=True):
+            feats = encode_reading(reading, saes, pooling) if saes else None
+            for site in saes:
+                pooled = feats[site].pooled if feats is not None else None
+                if pooled is not None:
+                    rows[("sae", site)][key] = {"idx": pooled.indices, "val": pooled.values}
+            for site in raws:
+                vec = pool_codes(reading.activation(site), pooling).cpu().numpy()
+                rows[("raw", site)][key] = {"raw": vec.astype(np.float32)}
+        for name, cache in caches.items():
+            cache.put(rows[name])
+        bar.update(len(chunk))
+    bar.close()
+    for (kind, site), cache in caches.items():
+        data = _get(cache, keys)
+        if kind == "raw":
+            out.raw[site] = np.stack([data[k]["raw"] for k in keys]).astype(np.float64)
+            continue
+        sae = saes[site]
+        width = sae.n_latents * len(pooling.parts)
+        indptr = np.cumsum([0, *(len(data[k]["idx"]) for k in keys)])
+        indices = np.concatenate([data[k]["idx"] for k in keys]) if keys else np.zeros(0, int)
+        values = np.concatenate([data[k]["val"] for k in keys]) if keys else np.zeros(0)
+        if indices.size and int(indices.max()) >= width:
+            msg = f"cached SAE features at {site} do not fit the SAE's width {width}"
+            raise ArtifactError(msg)
+        out.sae[site] = sp.csr_matrix(
+            (values.astype(np.float64), indices, indptr), (len(keys), width)
+        )
+        out.sae_latents[site] = sae.latent_ids.cpu().numpy()
+    return len(todo)
+
+
+def _extract_grounding(
+    dataset: LabeledDataset,
+    detector: GroundingDetector,
+    cache_dir: str | os.PathLike[str] | None,
+    chunk_size: int,
+    progress: bool,
+    out: ExtractedFeatures,
+) -> int:
+    from detectors.grounding import FEATURE_NAMES, FEATURES_VERSION
+
+    namespace = {
+        "kind": "grounding",
+        "version": FEATURES_VERSION,
+        "names": text_key(list(FEATURE_NAMES)),
+        "detector": repr(detector.config) if hasattr(detector, "config") else "default",
+    }
+    cache = _open(cache_dir, namespace)
+    keys = [text_key(ex.response, ex.contexts, ex.question) for ex in dataset]
+    todo = cache.missing(keys)
+    todo_set = set(todo)
+    examples = {k: ex for k, ex in zip(keys, dataset, strict=True) if k in todo_set}
+    bar = tqdm(total=len(todo), desc="grounding features", unit="ex", disable=not progress)
+    for start in range(0, len(todo), chunk_size):
+        rows = {}
+        for key in todo[start : start + chunk_size]:
+            ex = examples[key]
+            result = detector.check(ex.response, ex.contexts, question=ex.question or None)
+            rows[key] = {"g": result.feature_array()}
+            bar.update(1)
+        cache.put(rows)
+    bar.close()
+    data = _get(cache, keys)
+    out.grounding = (
+        np.stack([data[k]["g"] for k in keys]) if keys else np.zeros((0, len(FEATURE_NAMES)))
+    )
+    out.grounding_names = tuple(FEATURE_NAMES)
+    out.grounding_version = FEATURES_VERSION
+    return len(todo)

@@ -1,0 +1,131 @@
+"""Feature layouts of the probes ``calibrate`` fits, and narrowing them after an L1 fit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from calibration.extract import ExtractedFeatures
+from calibration.report_model import LatentWeight
+from detectors.feature_blocks import BlockKind, FeatureBlock
+from detectors.probe import ProbeDetector
+from scope_guard.errors import ConfigError
+from scope_guard.risks import Risk
+from scope_guard.sites import Site
+
+if TYPE_CHECKING:
+    from scope_guard.reader import Reader
+    from scope_guard.sae import JumpReLUSAE
+
+__all__ = ["Variant", "narrow_layout", "probe_variants", "top_latents"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One probe to fit: its detector name, a label of its inputs, and its layout."""
+
+    name: str
+    kind: str
+    blocks: list[FeatureBlock]
+
+
+def probe_variants(
+    risk: Risk,
+    features: ExtractedFeatures,
+    saes: Mapping[Site, JumpReLUSAE],
+    reader: Reader | None,
+) -> list[Variant]:
+    grounding = []
+    if features.grounding is not None:
+        grounding = [
+            FeatureBlock(
+                kind=BlockKind.GROUNDING,
+                names=list(features.grounding_names),
+                version=features.grounding_version,
+            )
+        ]
+    if not saes:
+        if not grounding:
+            msg = "nothing to fit: give a reader with SAEs, or grounding features"
+            raise ConfigError(msg)
+        return [Variant(str(risk), "grounding", grounding)]
+    if reader is None:
+        msg = "SAE features need a reader"
+        raise ConfigError(msg)
+    sae_blocks = [
+        FeatureBlock(
+            kind=BlockKind.SAE,
+            site=str(site),
+            pooling=features.pooling,
+            latent_ids=[int(i) for i in features.sae_latents[site]],
+        )
+        for site in saes
+    ]
+    raw_blocks = [
+        FeatureBlock(
+            kind=BlockKind.RAW, site=str(site), pooling=features.pooling, d=reader.site_dim(site)
+        )
+        for site in saes
+    ]
+    suffix = "+grounding" if grounding else ""
+    return [
+        Variant(str(risk), "sae" + suffix, sae_blocks + grounding),
+        Variant(f"{risk}-raw", "raw" + suffix, raw_blocks + grounding),
+    ]
+
+
+def narrow_layout(
+    blocks: Sequence[FeatureBlock], coef: np.ndarray
+) -> tuple[list[FeatureBlock], np.ndarray]:
+    """Keep, in each SAE block, only latents with a nonzero coefficient in some pooled part."""
+    out_blocks, out_coef, start = [], [], 0
+    for block in blocks:
+        width = block.width
+        part = coef[start : start + width]
+        start += width
+        if block.kind is not BlockKind.SAE:
+            out_blocks.append(block)
+            out_coef.append(part)
+            continue
+        n = len(block.latent_ids)
+        per_part = part.reshape(len(block.pooling.parts), n)
+        keep = np.flatnonzero(np.any(per_part != 0, axis=0))
+        if keep.size == 0:
+            logger.warning("the probe uses no latent at %s; dropping the block", block.site)
+            continue
+        latent_ids = [block.latent_ids[i] for i in keep]
+        out_blocks.append(block.model_copy(update={"latent_ids": latent_ids}))
+        out_coef.append(per_part[:, keep].reshape(-1))
+    return out_blocks, np.concatenate(out_coef) if out_coef else np.zeros(0)
+
+
+def top_latents(detector: ProbeDetector, k: int = 20) -> list[LatentWeight]:
+    out = []
+    start = 0
+    for block in detector.blocks:
+        width = block.width
+        if block.kind is BlockKind.SAE:
+            n = len(block.latent_ids)
+            npid = detector.neuronpedia_ids.get(str(block.site))
+            for j, weight in enumerate(detector.coef[start : start + width]):
+                if weight == 0:
+                    continue
+                latent = block.latent_ids[j % n]
+                url = f"https://www.neuronpedia.org/{npid}/{latent}" if npid else None
+                out.append(
+                    LatentWeight(
+                        site=str(block.site),
+                        latent=latent,
+                        pooling=block.pooling.parts[j // n],
+                        weight=float(weight),
+                        url=url,
+                    )
+                )
+        start += width
+    return sorted(out, key=lambda lw: -abs(lw.weight))[:k]

@@ -1,0 +1,234 @@
+"""What a rendered report says, independent of its format: a flat list of blocks.
+
+:func:`report_blocks` decides the content once (section order, row order, number formatting,
+warnings); the Markdown and HTML renderers in :mod:`calibration.report` only lay the blocks out,
+so the two formats cannot drift apart. Rows are ordered so that every SAE probe sits next to the
+raw-activation probe for the same risk, and a risk whose SAE probe lacks that baseline is flagged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+from calibration.metrics import Interval, Metrics
+from calibration.report_model import DetectorEvaluation, EvaluationReport
+from calibration.report_plots import figure_names
+
+__all__ = [
+    "Block",
+    "Bullets",
+    "Cell",
+    "Figure",
+    "Heading",
+    "Link",
+    "Notes",
+    "Table",
+    "format_interval",
+    "report_blocks",
+]
+
+_METRICS = (
+    ("AUROC", "auroc"),
+    ("AUPRC", "auprc"),
+    ("F1", "f1"),
+    ("Precision", "precision"),
+    ("Recall", "recall"),
+    ("ECE", "ece"),
+    ("Brier", "brier"),
+    ("TPR@1%FPR", "tpr_at_1_fpr"),
+    ("TPR@5%FPR", "tpr_at_5_fpr"),
+)
+_METRIC_HEADERS = ("n (pos.)", *(name for name, _ in _METRICS))
+
+
+class Link(NamedTuple):
+    """A hyperlink; ``url`` is always http(s)."""
+
+    text: str
+    url: str
+
+
+Cell = str | Link
+
+
+class Heading(NamedTuple):
+    """A section heading; ``level`` 2 for sections, 3 inside a detector's section."""
+
+    text: str
+    level: int = 2
+
+
+class Notes(NamedTuple):
+    """Lines to show prominently (stand-in warnings, missing baselines)."""
+
+    items: list[str]
+
+
+class Bullets(NamedTuple):
+    """Plain facts as a bulleted list."""
+
+    items: list[str]
+
+
+class Table(NamedTuple):
+    """A table of preformatted cells (numbers already rounded, NaN already ``"n/a"``)."""
+
+    headers: tuple[str, ...]
+    rows: list[tuple[Cell, ...]]
+
+
+class Figure(NamedTuple):
+    """A PNG of :mod:`calibration.report_plots`, by file name."""
+
+    name: str
+    caption: str
+
+
+Block = Heading | Notes | Bullets | Table | Figure
+
+
+def _number(x: float) -> str:
+    return f"{x:.3f}" if math.isfinite(x) else "n/a"
+
+
+def format_interval(iv: Interval) -> str:
+    """``"0.873 [0.850, 0.894]"``; ``"n/a"`` where the value is NaN (a slice too small to score)."""
+    if not math.isfinite(iv.value):
+        return "n/a"
+    return f"{_number(iv.value)} [{_number(iv.low)}, {_number(iv.high)}]"
+
+
+def _plain(value: object, depth: int = 0) -> str:
+    """A dataset / reader / split value as one line: ``"fabrication: n=500, positive=120"``."""
+    if isinstance(value, Mapping):
+        sep, kv = ("; ", ": ") if depth == 0 else (", ", "=")
+        return sep.join(f"{key}{kv}{_plain(item, depth + 1)}" for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_plain(item, depth + 1) for item in value)
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else "n/a"
+    return "none" if value is None else str(value)
+
+
+def _parts(e: DetectorEvaluation) -> list[str]:
+    return e.kind.split("+")
+
+
+def _ordered(report: EvaluationReport) -> list[tuple[int, DetectorEvaluation]]:
+    """(index, evaluation) grouped by risk (first-seen order): SAE probes, raw baseline, others."""
+    risks = list(dict.fromkeys(e.risk for e in report.evaluations))
+
+    def key(item: tuple[int, DetectorEvaluation]) -> tuple[int, int, int]:
+        index, e = item
+        rank = 0 if "sae" in _parts(e) else 1 if "raw" in _parts(e) else 2
+        return risks.index(e.risk), rank, index
+
+    return sorted(enumerate(report.evaluations), key=key)
+
+
+def _warnings(report: EvaluationReport) -> list[str]:
+    lines = []
+    for risk in dict.fromkeys(e.risk for e in report.evaluations):
+        parts = [_parts(e) for e in report.evaluations if e.risk == risk]
+        if any("sae" in p for p in parts) and not any("raw" in p for p in parts):
+            lines.append(f"{risk}: the SAE probe has no raw-activation baseline in this report.")
+    return lines
+
+
+def _metric_cells(m: Metrics) -> tuple[str, ...]:
+    return (f"{m.n} ({m.n_positive})", *(format_interval(getattr(m, a)) for _, a in _METRICS))
+
+
+def _rule(e: DetectorEvaluation) -> str:
+    if e.threshold_target is None:
+        return e.threshold_rule
+    return f"{e.threshold_rule} = {e.threshold_target:g}"
+
+
+def _comparison(ordered: list[DetectorEvaluation]) -> Table:
+    rows: list[tuple[Cell, ...]] = []
+    for e in ordered:
+        threshold = (_number(e.metrics.threshold), _rule(e), e.calibration_method)
+        rows.append((e.detector, e.risk, e.kind, *_metric_cells(e.metrics), *threshold))
+    headers = ("Detector", "Risk", "Kind", *_METRIC_HEADERS, "Threshold", "Rule", "Calibration")
+    return Table(headers, rows)
+
+
+def _breakdowns(ordered: list[DetectorEvaluation]) -> list[Block]:
+    """Per breakdown field one table: per value, the detectors side by side."""
+    blocks: list[Block] = []
+    for field in dict.fromkeys(f for e in ordered for f in e.by_field):
+        values = dict.fromkeys(v for e in ordered for v in e.by_field.get(field, {}))
+        rows: list[tuple[Cell, ...]] = [
+            (value, e.detector, *_metric_cells(e.by_field[field][value]))
+            for value in values
+            for e in ordered
+            if value in e.by_field.get(field, {})
+        ]
+        blocks += [Heading(f"By {field}"), Table((field, "Detector", *_METRIC_HEADERS), rows)]
+    return blocks
+
+
+def _safe_url(url: str | None) -> str | None:
+    """Keep only http(s) links: a ``javascript:`` URL in a report would be an injection."""
+    return url if url and urlsplit(url).scheme in ("http", "https") else None
+
+
+def _latents(e: DetectorEvaluation) -> Table:
+    rows: list[tuple[Cell, ...]] = []
+    for rank, lw in enumerate(e.top_latents, start=1):
+        url = _safe_url(lw.url)
+        link: Cell = Link(f"{lw.site}/{lw.latent}", url) if url else "none"
+        rows.append((str(rank), lw.site, str(lw.latent), lw.pooling, f"{lw.weight:+.4f}", link))
+    return Table(("#", "Site", "Latent", "Pooling", "Weight", "Neuronpedia"), rows)
+
+
+def _facts(e: DetectorEvaluation) -> Bullets:
+    calibration = f"Calibration: {e.calibration_method}."
+    if e.held_out_log_loss:
+        losses = ", ".join(f"{k} {_number(v)}" for k, v in e.held_out_log_loss.items())
+        calibration = f"Calibration: {e.calibration_method} (held-out log loss: {losses})."
+    threshold = f"Threshold {_number(e.metrics.threshold)}"
+    if e.threshold_rule == "fixed":
+        threshold += " (fixed)."
+    else:
+        threshold += f", rule {_rule(e)} (chosen on out-of-fold training predictions)."
+    facts = [threshold, calibration]
+    if e.n_features:
+        facts.append(f"Probe input: {e.n_features} features, {e.n_selected} nonzero coefficients.")
+    if e.metrics.n_bootstrap:
+        unit = "rows" if e.metrics.n_groups is None else f"{e.metrics.n_groups} groups"
+        facts.append(f"Intervals: 95% bootstrap, {e.metrics.n_bootstrap} resamples of {unit}.")
+    return Bullets(facts)
+
+
+def _key_values(mapping: Mapping[str, object]) -> Table:
+    return Table(("Field", "Value"), [(str(k), _plain(v)) for k, v in mapping.items()])
+
+
+def report_blocks(report: EvaluationReport) -> list[Block]:
+    """The content of ``report`` in reading order (the title is the renderer's business)."""
+    blocks: list[Block] = [Bullets([f"Created: {report.created}"])]
+    notes = [*report.notes, *_warnings(report)]
+    if notes:
+        blocks.append(Notes(notes))
+    blocks += [Heading("Dataset"), _key_values(report.dataset), Heading("Reader")]
+    blocks.append(_key_values(report.reader or {"reader": "none (grounding features only)"}))
+    if report.split:
+        blocks += [Heading("Split"), _key_values(report.split)]
+    ordered = _ordered(report)
+    evaluations = [e for _, e in ordered]
+    blocks += [Heading("Detectors"), _comparison(evaluations), *_breakdowns(evaluations)]
+    names = figure_names(report)
+    for index, e in ordered:
+        blocks += [Heading(f"{e.detector} ({e.risk}, {e.kind})"), _facts(e)]
+        pair = names[index]
+        if pair is not None:
+            blocks.append(Figure(pair.reliability, f"{e.detector}: reliability diagram"))
+            blocks.append(Figure(pair.histogram, f"{e.detector}: scores by label"))
+        if e.top_latents:
+            blocks += [Heading("Top latents", level=3), _latents(e)]
+    return blocks

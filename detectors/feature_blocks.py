@@ -1,0 +1,180 @@
+"""The feature layout of a probe detector: an ordered list of blocks, concatenated.
+
+A block is one source of features:
+
+- ``sae``: pooled SAE codes of selected latents at one site (``len(latent_ids) * parts`` columns;
+  for ``mean_max`` all mean columns first, then all max columns);
+- ``raw``: pooled raw activations at one site (``d * parts`` columns): the baseline probe;
+- ``grounding``: the grounding detector's fixed feature vector.
+
+The same layout is used to fit the probe (from cached, full-width features) and to score a live
+request (from a :class:`~scope_guard.reader.Reading` and a grounding result), so a detector's
+coefficients always meet the columns they were fitted on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from scope_guard.errors import ArtifactError, ConfigError
+from scope_guard.features import Pooling, feature_names, pool_codes
+from scope_guard.sites import Site
+
+if TYPE_CHECKING:
+    import torch
+
+    from detectors.grounding import GroundingResult
+    from scope_guard.reader import Reading
+    from scope_guard.sae import JumpReLUSAE
+
+__all__ = ["BlockKind", "FeatureBlock", "assemble", "layout_names", "layout_width"]
+
+
+class BlockKind(StrEnum):
+    SAE = "sae"
+    RAW = "raw"
+    GROUNDING = "grounding"
+
+
+class FeatureBlock(BaseModel):
+    """One block of a detector's feature vector.
+
+    Attributes:
+        kind: Where the features come from.
+        site: The hook site (``sae`` and ``raw`` blocks), e.g. ``"resid_post@20"``.
+        pooling: How per-token vectors were pooled (``sae`` and ``raw`` blocks).
+        latent_ids: ``sae``: the original SAE latent ids, in column order.
+        d: ``raw``: width of the site's activations.
+        names: ``grounding``: the grounding feature names, in order.
+        version: ``grounding``: the grounding feature-set version.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: BlockKind
+    site: str | None = None
+    pooling: Pooling = Pooling.MEAN_MAX
+    latent_ids: list[int] = []
+    d: int | None = None
+    names: list[str] = []
+    version: int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> FeatureBlock:
+        if self.kind in (BlockKind.SAE, BlockKind.RAW):
+            if self.site is None:
+                msg = f"a {self.kind} block needs a site"
+                raise ConfigError(msg)
+            Site.parse(self.site)
+        if self.kind is BlockKind.RAW and not self.d:
+            msg = "a raw block needs its width d"
+            raise ConfigError(msg)
+        if self.kind is BlockKind.GROUNDING and (not self.names or self.version is None):
+            msg = "a grounding block needs its feature names and version"
+            raise ConfigError(msg)
+        return self
+
+    @property
+    def parsed_site(self) -> Site:
+        if self.site is None:
+            msg = f"a {self.kind} block has no site"
+            raise ConfigError(msg)
+        return Site.parse(self.site)
+
+    @property
+    def width(self) -> int:
+        parts = len(self.pooling.parts)
+        if self.kind is BlockKind.SAE:
+            return len(self.latent_ids) * parts
+        if self.kind is BlockKind.RAW:
+            return int(self.d or 0) * parts
+        return len(self.names)
+
+    def column_names(self) -> list[str]:
+        if self.kind is BlockKind.SAE:
+            return feature_names(self.parsed_site, np.asarray(self.latent_ids), self.pooling)
+        if self.kind is BlockKind.RAW:
+            width = range(self.d or 0)
+            return [f"{self.site}/raw_{p}/{i}" for p in self.pooling.parts for i in width]
+        return [f"grounding/{n}" for n in self.names]
+
+
+def layout_width(blocks: Sequence[FeatureBlock]) -> int:
+    return sum(b.width for b in blocks)
+
+
+def layout_names(blocks: Sequence[FeatureBlock]) -> list[str]:
+    return [name for b in blocks for name in b.column_names()]
+
+
+def _pooled_block(
+    block: FeatureBlock, per_token: torch.Tensor, *, per_token_rows: bool
+) -> np.ndarray:
+    """``(1, width)`` pooled, or ``(n_tokens, width)`` with each token standing for the whole."""
+    if not per_token_rows:
+        return pool_codes(per_token, block.pooling).cpu().numpy()[None, :]
+    rows = per_token.float().cpu().numpy()
+    return np.concatenate([rows] * len(block.pooling.parts), axis=1)
+
+
+def assemble(
+    blocks: Sequence[FeatureBlock],
+    *,
+    reading: Reading | None = None,
+    saes: Mapping[Site, JumpReLUSAE] | None = None,
+    grounding: GroundingResult | None = None,
+    per_token: bool = False,
+) -> np.ndarray:
+    """Build the feature matrix of one response for ``blocks``.
+
+    Args:
+        blocks: The detector's layout.
+        reading: Needed by ``sae`` and ``raw`` blocks.
+        saes: Per site, an SAE computing exactly the block's ``latent_ids`` (narrowed).
+        grounding: Needed by a ``grounding`` block.
+        per_token: Return one row per response token, each token's own vector standing in for
+            every pooled part (mean = max = the token), for per-token risk; response-level
+            blocks (grounding) are repeated on every row.
+
+    Returns:
+        ``(1, width)``, or ``(n_tokens, width)`` with ``per_token``; float64.
+
+    Raises:
+        ConfigError: an input the layout needs is missing.
+        ArtifactError: the grounding features do not match the layout (another version).
+    """
+    n_rows = reading.n_tokens if (per_token and reading is not None) else 1
+    parts: list[np.ndarray] = []
+    for block in blocks:
+        if block.kind is BlockKind.GROUNDING:
+            if grounding is None:
+                msg = "this detector needs a grounding result (it has a grounding block)"
+                raise ConfigError(msg)
+            if list(grounding.feature_names) != block.names:
+                msg = (
+                    f"grounding features v{grounding.features_version} do not match the "
+                    f"detector's v{block.version} layout; recalibrate the detector"
+                )
+                raise ArtifactError(msg)
+            parts.append(np.repeat(grounding.feature_array()[None, :], n_rows, axis=0))
+            continue
+        if reading is None:
+            msg = f"this detector needs a reading (it has a {block.kind} block at {block.site})"
+            raise ConfigError(msg)
+        site = block.parsed_site
+        acts = reading.activation(site)
+        if block.kind is BlockKind.RAW:
+            parts.append(_pooled_block(block, acts, per_token_rows=per_token))
+            continue
+        sae = (saes or {}).get(site)
+        if sae is None or sae.latent_ids.tolist() != block.latent_ids:
+            msg = f"no SAE narrowed to the detector's latents at {site}"
+            raise ConfigError(msg)
+        codes = sae.encode(acts)
+        parts.append(_pooled_block(block, codes, per_token_rows=per_token))
+    return np.concatenate(parts, axis=1).astype(np.float64)

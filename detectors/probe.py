@@ -1,0 +1,204 @@
+"""Probe detectors: a calibrated linear probe over a feature layout, for one risk.
+
+The fabrication, sycophancy and deception detectors are all :class:`ProbeDetector` instances;
+what differs is the risk, the feature layout and the fitted numbers, which come from a bundle
+(:mod:`detectors.bundle`) produced by ``calibration``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from detectors.calibration_map import CalibrationMap
+from detectors.feature_blocks import BlockKind, FeatureBlock, assemble, layout_width
+from scope_guard.errors import ArtifactError, ConfigError
+from scope_guard.risks import Risk
+from scope_guard.sites import Site
+
+if TYPE_CHECKING:
+    from detectors.grounding import GroundingResult
+    from scope_guard.reader import Reading
+    from scope_guard.sae import JumpReLUSAE
+
+__all__ = ["LatentContribution", "ProbeDetector", "ProbeScore"]
+
+
+@dataclass(frozen=True)
+class LatentContribution:
+    """One feature's share of the probe's logit: ``weight * value``.
+
+    Attributes:
+        name: Column name (``"resid_post@20/max/1234"``, ``"grounding/min_support"``...).
+        site: The site, for SAE and raw features.
+        latent: The SAE latent id, for SAE features.
+        weight: Probe coefficient (original units).
+        value: The feature's value for this response.
+        contribution: ``weight * value`` (positive pushes towards the risk).
+        url: Neuronpedia page of the latent, when the SAE has one.
+    """
+
+    name: str
+    site: str | None
+    latent: int | None
+    weight: float
+    value: float
+    contribution: float
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class ProbeScore:
+    """A probe detector's verdict on one response.
+
+    Attributes:
+        detector: Detector name.
+        risk: The risk scored.
+        probability: Calibrated probability of the risk, in [0, 1].
+        logit: The probe's raw decision score (before calibration).
+        threshold: The detector's decision threshold on ``probability``.
+        flagged: ``probability >= threshold``.
+        top_contributions: Largest positive contributions to the logit, biggest first.
+        token_risk: Per response token, the calibrated probability of the token's own features
+            standing for the whole response (for span highlighting); ``None`` when the layout
+            has no per-token features (grounding only).
+    """
+
+    detector: str
+    risk: Risk
+    probability: float
+    logit: float
+    threshold: float
+    flagged: bool
+    top_contributions: tuple[LatentContribution, ...] = ()
+    token_risk: tuple[float, ...] | None = None
+
+
+@dataclass
+class ProbeDetector:
+    """A calibrated linear probe for one risk.
+
+    Attributes:
+        name: Unique name within a bundle (``"fabrication"``, ``"fabrication-raw"``...).
+        risk: The risk it scores.
+        blocks: Feature layout.
+        coef: ``(n_features,)`` coefficients in original feature units.
+        intercept: Probe intercept.
+        calibration: Map from the logit to a probability.
+        threshold: Decision threshold on the calibrated probability.
+        saes: Per SAE-block site, the SAE narrowed to the block's latents.
+        neuronpedia_ids: Per site, the SAE's Neuronpedia id (for latent links).
+        info: Free metadata from the bundle (metrics, threshold rule, training summary).
+    """
+
+    name: str
+    risk: Risk
+    blocks: Sequence[FeatureBlock]
+    coef: np.ndarray
+    intercept: float
+    calibration: CalibrationMap
+    threshold: float
+    saes: Mapping[Site, JumpReLUSAE] = field(default_factory=dict)
+    neuronpedia_ids: Mapping[str, str | None] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.risk = Risk.parse(self.risk)
+        self.blocks = tuple(self.blocks)
+        self.coef = np.asarray(self.coef, dtype=np.float64).reshape(-1)
+        if self.coef.shape[0] != layout_width(self.blocks):
+            msg = (
+                f"detector {self.name!r}: {self.coef.shape[0]} coefficients for a layout of "
+                f"{layout_width(self.blocks)} features"
+            )
+            raise ArtifactError(msg)
+        if not 0.0 <= self.threshold <= 1.0:
+            msg = f"detector {self.name!r}: threshold {self.threshold} is not in [0, 1]"
+            raise ConfigError(msg)
+        for block in self.blocks:
+            if block.kind is BlockKind.SAE and block.parsed_site not in self.saes:
+                msg = f"detector {self.name!r} has no SAE for its block at {block.site}"
+                raise ArtifactError(msg)
+
+    @property
+    def sites(self) -> tuple[Site, ...]:
+        """Sites the reader must capture for this detector."""
+        return tuple(
+            sorted({b.parsed_site for b in self.blocks if b.kind is not BlockKind.GROUNDING})
+        )
+
+    @property
+    def needs_reader(self) -> bool:
+        return bool(self.sites)
+
+    @property
+    def needs_grounding(self) -> bool:
+        return any(b.kind is BlockKind.GROUNDING for b in self.blocks)
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Logits of ``(n, n_features)`` feature rows."""
+        return np.asarray(X, dtype=np.float64) @ self.coef + self.intercept
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities, ``(n,)``."""
+        return self.calibration.apply(self.decision_function(X))
+
+    def score(
+        self,
+        reading: Reading | None = None,
+        grounding: GroundingResult | None = None,
+        *,
+        top_k: int = 10,
+        per_token: bool = True,
+    ) -> ProbeScore:
+        """Score one response from its reading and/or grounding result."""
+        x = assemble(self.blocks, reading=reading, saes=self.saes, grounding=grounding)[0]
+        logit = float(x @ self.coef + self.intercept)
+        probability = float(self.calibration.apply(np.array([logit]))[0])
+        token_risk = None
+        if per_token and self.needs_reader and reading is not None:
+            rows = assemble(
+                self.blocks, reading=reading, saes=self.saes, grounding=grounding, per_token=True
+            )
+            token_risk = tuple(float(p) for p in self.predict_proba(rows))
+        return ProbeScore(
+            detector=self.name,
+            risk=self.risk,
+            probability=probability,
+            logit=logit,
+            threshold=self.threshold,
+            flagged=probability >= self.threshold,
+            top_contributions=self._top(x, top_k),
+            token_risk=token_risk,
+        )
+
+    def _top(self, x: np.ndarray, k: int) -> tuple[LatentContribution, ...]:
+        contributions = x * self.coef
+        order = [i for i in np.argsort(-contributions)[:k] if contributions[i] > 0]
+        out = []
+        names = [name for b in self.blocks for name in b.column_names()]
+        offsets = np.cumsum([0, *[b.width for b in self.blocks]])
+        for i in order:
+            b = int(np.searchsorted(offsets, i, side="right") - 1)
+            block = self.blocks[b]
+            latent = None
+            url = None
+            if block.kind is BlockKind.SAE:
+                latent = block.latent_ids[(i - offsets[b]) % len(block.latent_ids)]
+                npid = self.neuronpedia_ids.get(str(block.site))
+                url = f"https://www.neuronpedia.org/{npid}/{latent}" if npid else None
+            out.append(
+                LatentContribution(
+                    name=names[i],
+                    site=block.site,
+                    latent=latent,
+                    weight=float(self.coef[i]),
+                    value=float(x[i]),
+                    contribution=float(contributions[i]),
+                    url=url,
+                )
+            )
+        return tuple(out)

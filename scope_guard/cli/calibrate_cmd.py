@@ -1,0 +1,138 @@
+"""``scope-guard calibrate``: fit calibrated detectors on labeled data and save a bundle."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from scope_guard.cli.console import emit_json, note, out
+from scope_guard.cli.inputs import add_reader_arguments, open_reader, open_saes
+from scope_guard.cli.report_output import print_summary, report_payload
+from scope_guard.errors import ConfigError
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "calibrate",
+        help="fit calibrated detectors on labeled data and save a bundle",
+        description=(
+            "Holds out whole groups (source documents) for evaluation, cross-fits the probe on "
+            "the rest, calibrates on the out-of-fold scores, picks the threshold, and writes a "
+            "bundle plus a report. With --sae, an SAE probe and a raw-activation baseline are "
+            "fitted on the same rows; with --grounding-only, no model weights are needed."
+        ),
+    )
+    p.add_argument("data", help="labeled data: a file or folder in --format")
+    p.add_argument("--format", default="jsonl", help="jsonl, ragtruth, halueval-qa, summedits, ...")
+    p.add_argument("--risk", required=True, help="fabrication, sycophancy or deception")
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--report", help="report folder (default: OUT/report)")
+    add_reader_arguments(p)
+    p.add_argument("--sae", action="append", default=[], help="[SITE=]SOURCE; repeatable")
+    p.add_argument(
+        "--grounding-only", action="store_true", help="no reader: grounding features only"
+    )
+    p.add_argument(
+        "--grounding",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="add grounding features (auto: for fabrication)",
+    )
+    p.add_argument("--penalty", choices=["l1", "l2"], default="l1")
+    p.add_argument("--C", type=float, default=None, help="fixed C (default: chosen by group CV)")
+    p.add_argument(
+        "--calibration", choices=["auto", "sigmoid", "isotonic", "temperature"], default="auto"
+    )
+    p.add_argument("--threshold-rule", choices=["f1", "fpr", "precision"], default="f1")
+    p.add_argument("--target", type=float, help="target FPR or precision of the threshold rule")
+    p.add_argument("--test-size", type=float, default=0.25, help="fraction of groups held out")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--breakdown", help="meta field for per-value metrics (default: auto)")
+    p.add_argument("--limit", type=int, help="use only the first N examples")
+    p.add_argument("--cache-dir", help="feature cache (default: ~/.cache/scope_guard/features)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from calibration.adapters import load_dataset
+    from calibration.pipeline import CalibrationSettings, calibrate
+    from calibration.report import write_report
+    from scope_guard.reader.miniature import default_cache_root
+    from scope_guard.risks import Risk
+
+    risk = Risk.parse(args.risk)
+    settings = CalibrationSettings(
+        risk=risk,
+        penalty=args.penalty,
+        C=args.C,
+        calibration=args.calibration,
+        threshold_rule=args.threshold_rule,
+        threshold_target=args.target,
+        test_size=args.test_size,
+        n_splits=args.folds,
+        random_state=args.seed,
+        n_bootstrap=args.bootstrap,
+        breakdown=args.breakdown,
+    )
+    if args.grounding_only and (args.reader or args.sae):
+        msg = "--grounding-only excludes --reader and --sae"
+        raise ConfigError(msg)
+    if not args.grounding_only and not args.reader:
+        msg = "give --reader (and --sae), or --grounding-only"
+        raise ConfigError(msg)
+    use_grounding = (
+        args.grounding_only
+        or args.grounding == "yes"
+        or (args.grounding == "auto" and risk is Risk.FABRICATION)
+    )
+    dataset = load_dataset(args.data, args.format, limit=args.limit)
+    note(f"loaded {len(dataset)} examples from {args.data} ({args.format})")
+    reader, saes = None, {}
+    if not args.grounding_only:
+        saes = open_saes(args.sae, reader_source=args.reader)
+        reader = open_reader(
+            args.reader,
+            list(saes),
+            dtype=args.dtype,
+            device=args.device,
+            max_tokens=args.max_tokens,
+            batch_size=args.batch_size,
+        )
+        for site, sae in saes.items():
+            if sae.d_model != reader.site_dim(site):
+                width = reader.site_dim(site)
+                msg = f"SAE at {site} reads width {sae.d_model}; the reader gives {width}"
+                raise ConfigError(msg)
+    grounding = None
+    if use_grounding:
+        from detectors.grounding import GroundingDetector
+
+        grounding = GroundingDetector()
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_root() / "features"
+    result = calibrate(
+        dataset,
+        settings,
+        reader=reader,
+        saes=saes,
+        grounding=grounding,
+        cache_dir=cache,
+        progress=not args.no_progress,
+    )
+    bundle_dir = result.bundle.save(args.out)
+    paths = write_report(result.report, args.report or Path(args.out) / "report")
+    if args.json:
+        emit_json(
+            report_payload(result.report, bundle=str(bundle_dir), report_html=str(paths.html))
+        )
+        return 0
+    print_summary(result.report)
+    out(f"\nbundle: {bundle_dir}")
+    out(f"report: {paths.markdown} and {paths.html}")
+    return 0
