@@ -138,11 +138,13 @@ class ProbeDetector:
     def needs_grounding(self) -> bool:
         return any(b.kind is BlockKind.GROUNDING for b in self.blocks)
 
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """Logits of ``(n, n_features)`` feature rows."""
-        return np.asarray(X, dtype=np.float64) @ self.coef + self.intercept
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Logits of ``(n, n_features)`` feature rows (dense, or scipy sparse)."""
+        if not hasattr(X, "tocsr"):
+            X = np.asarray(X, dtype=np.float64)
+        return np.asarray(X @ self.coef, dtype=np.float64).ravel() + self.intercept
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def predict_proba(self, X: Any) -> np.ndarray:
         """Calibrated probabilities, ``(n,)``."""
         return self.calibration.apply(self.decision_function(X))
 
