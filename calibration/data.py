@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from calibration.adapters import available_formats, load_dataset
 from calibration.adapters._problems import DataError, DataProblem
 from scope_guard.errors import ConfigError, InputError
+from scope_guard.prompting import render_prompt
 from scope_guard.risks import Risk
 
 __all__ = [
@@ -132,21 +133,6 @@ class LabeledExample(BaseModel):
     def label(self, risk: Risk | str) -> int | None:
         """The 0/1 label for ``risk``, or ``None`` when the example is unlabeled for it."""
         return self.labels.get(Risk.parse(risk))
-
-
-def render_prompt(question: str, contexts: Sequence[str]) -> str:
-    r"""The default RAG prompt, for examples that carry no ``prompt`` of their own.
-
-    Without contexts it is the question as is. With contexts: ``"Answer using only the context
-    below.\n\nContext:\n[1] <ctx 1>\n\n[2] <ctx 2>\n\nQuestion: <question>"``, the question
-    block left out when ``question`` is empty. The question comes last so that prompt truncation,
-    which cuts from the start, keeps it. Deterministic: the output depends on the inputs only.
-    """
-    if not contexts:
-        return question
-    numbered = "\n\n".join(f"[{i}] {text}" for i, text in enumerate(contexts, start=1))
-    prompt = f"Answer using only the context below.\n\nContext:\n{numbered}"
-    return f"{prompt}\n\nQuestion: {question}" if question else prompt
 
 
 def prompt_of(example: LabeledExample) -> str:

@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from benchmarks.grounding.datasets import FORMATS, load
 from benchmarks.grounding.metrics import binary_scores, grouped_cv, span_cv, span_f1
-from detectors.grounding import FEATURE_NAMES, GroundingConfig, GroundingDetector
+from detectors.grounding import FEATURE_NAMES, ClaimResult, GroundingConfig, GroundingDetector
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -43,10 +43,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--span-mode",
-        choices=["phrase", "claim"],
+        choices=["phrase", "items", "claim"],
         default="phrase",
-        help="flag the phrases of an unsupported claim that hold unsupported items (default), "
-        "or the whole claim",
+        help="flag the phrases of an unsupported claim that hold unsupported items, the whole "
+        "claim when it has none (phrase, default); only such phrases (items); or the whole claim",
     )
     ap.add_argument(
         "--span-gate",
@@ -57,6 +57,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--json", dest="json_path", help="also write all figures to this JSON file")
     ap.add_argument("--features-out", help="write features, labels, groups, tasks to this .npz")
     return ap.parse_args(argv)
+
+
+def _claim_spans(claim: ClaimResult, mode: str) -> list[tuple[int, int]]:
+    """The spans to flag for ``claim`` when it is unsupported, under ``--span-mode``."""
+    if mode == "claim":
+        return [(claim.start, claim.end)]
+    if mode == "items":
+        return list(claim.unsupported_spans)
+    return list(claim.unsupported_spans) or [(claim.start, claim.end)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,9 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 (
                     c.support,
-                    [(c.start, c.end)]
-                    if args.span_mode == "claim"
-                    else c.unsupported_spans or [(c.start, c.end)],
+                    _claim_spans(c, args.span_mode),
                 )
                 for c in r.claims
             ]

@@ -11,8 +11,9 @@ from typing import Any
 from detectors.grounding.claims import split_claims
 from detectors.grounding.embedders import as_embedder, embed_all
 from detectors.grounding.evidence import Evidence, build_evidence, contexts_key
-from detectors.grounding.features import grounding_features, heuristic_risk
+from detectors.grounding.features import grounding_features, heuristic_risk, is_question
 from detectors.grounding.inputs import normalize_contexts, normalize_text
+from detectors.grounding.lexicon import stem, tokens
 from detectors.grounding.phrases import unsupported_spans
 from detectors.grounding.result import ClaimResult, GroundingResult, PassageRef, SkippedSegment
 from detectors.grounding.scoring import check_claim
@@ -21,6 +22,12 @@ from scope_guard.errors import ConfigError
 __all__ = ["GroundingConfig", "GroundingDetector"]
 
 logger = logging.getLogger(__name__)
+
+
+def _novel_token_rate(text: str, ev: Evidence) -> float:
+    """Share of the response's words (stopwords too) whose stem is in no context nor question."""
+    words = [stem(t.text) for t in tokens(text)]
+    return sum(w not in ev.stems for w in words) / len(words) if words else 0.0
 
 
 @dataclass(frozen=True)
@@ -174,6 +181,9 @@ class GroundingDetector:
             context_chars=ev.n_chars,
             structured_fraction=n_struct / len(ev.passages) if ev.passages else 0.0,
             weak_threshold=cfg.support_threshold,
+            n_passages=len(ev.passages),
+            has_question=is_question(q),
+            novel_token_rate=_novel_token_rate(text, ev),
         )
         risk = heuristic_risk(checks)
         logger.debug(

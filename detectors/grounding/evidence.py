@@ -53,8 +53,24 @@ class Evidence:
     """Per passage: its number values."""
     stem_passages: dict[str, list[int]] = field(repr=False)
     """Inverted index: stem -> passages holding it."""
+    number_passages: dict[float, list[int]] = field(default_factory=dict, repr=False)
+    """Inverted index: number value -> passages holding it."""
     n_chars: int = 0
     """Total characters of the contexts."""
+
+    def neighbourhood(self, pid: int) -> frozenset[str]:
+        """Content stems of passage ``pid`` and its neighbours in the same context (one each side).
+
+        A fact usually sits in one place of a document: a claim whose words are all in the
+        contexts, but only scattered far apart, may join things the document keeps apart.
+        """
+        ci = self.passages[pid].context_index
+        near = [
+            self.passage_stems[j]
+            for j in range(max(pid - 1, 0), min(pid + 2, len(self.passages)))
+            if self.passages[j].context_index == ci
+        ]
+        return frozenset().union(*near)
 
     def search(
         self, vectors: NDArray[np.float32], k: int, threads: int | None = 1
@@ -129,6 +145,7 @@ def build_evidence(
     passage_stems: list[frozenset[str]] = []
     passage_numbers: list[frozenset[float]] = []
     stem_passages: dict[str, list[int]] = defaultdict(list)
+    number_passages: dict[float, list[int]] = defaultdict(list)
     for i, text in enumerate(texts):
         toks = list(tokens(text))
         words = [stem(t.text) for t in toks]
@@ -144,6 +161,8 @@ def build_evidence(
         # ISO dates name their month ("2022-01-16" supports "January").
         stems.update(stem(m.text) for m in found if m.text in MONTHS)
         passage_numbers.append(values)
+        for v in values:
+            number_passages[v].append(i)
         numbers.update(values)
     if question:
         stems.update(stem(t.text) for t in tokens(question))
@@ -160,5 +179,6 @@ def build_evidence(
         passage_stems=passage_stems,
         passage_numbers=passage_numbers,
         stem_passages=dict(stem_passages),
+        number_passages=dict(number_passages),
         n_chars=sum(len(c) for c in contexts),
     )

@@ -26,6 +26,16 @@ response without claims: support-like minima are 1, rates are 0.
 | unsupported_negations | claims that negate where their best passages do not |
 | field_conflicts | yes/no fields of structured contexts stated with the wrong polarity |
 | flagged_claim_fraction | share of claims with any unsupported number, entity or negation |
+| log_passages | ``log1p`` of the number of passages the contexts were split into |
+| has_question | 1 if the request asks a question ("?" or a question word first) |
+| novel_token_rate | response words (stopwords too) whose stem no context holds |
+| novel_rate_top2 | mean of the two highest claim novelty rates (one claim when there is one) |
+| any_unsupported_entity | 1 if any claim names an entity with a word no passage holds |
+| log_unsupported_entities | ``log1p`` of unsupported_entities |
+| local_coverage_min, local_coverage_mean | claim words around one best passage |
+| mismatched_number_rate | supported numbers whose neighbouring words no holder passage has, share |
+
+Features from ``log_passages`` on were added in version 2.
 """
 
 from __future__ import annotations
@@ -37,9 +47,32 @@ import numpy as np
 
 from detectors.grounding.scoring import ClaimCheck
 
-__all__ = ["FEATURES_VERSION", "FEATURE_NAMES", "grounding_features", "heuristic_risk"]
+__all__ = [
+    "FEATURES_VERSION",
+    "FEATURE_NAMES",
+    "grounding_features",
+    "heuristic_risk",
+    "is_question",
+]
 
-FEATURES_VERSION = 1
+_QUESTION_WORDS = frozenset(
+    {
+        *("what", "how", "who", "whom", "whose", "when", "where", "why", "which", "is", "are"),
+        *("was", "were", "can", "could", "do", "does", "did", "should", "would", "will", "has"),
+        "have",
+    }
+)
+
+
+def is_question(text: str | None) -> bool:
+    """Whether ``text`` asks something ("?" or a question word first), unlike an instruction."""
+    if not text or not text.strip():
+        return False
+    first = text.split(None, 1)[0].lower().strip("\"'*(")
+    return "?" in text or first in _QUESTION_WORDS
+
+
+FEATURES_VERSION = 2
 FEATURE_NAMES: tuple[str, ...] = (
     "n_claims",
     "n_non_claims",
@@ -69,6 +102,15 @@ FEATURE_NAMES: tuple[str, ...] = (
     "unsupported_negations",
     "field_conflicts",
     "flagged_claim_fraction",
+    "log_passages",
+    "has_question",
+    "novel_token_rate",
+    "novel_rate_top2",
+    "any_unsupported_entity",
+    "log_unsupported_entities",
+    "local_coverage_min",
+    "local_coverage_mean",
+    "mismatched_number_rate",
 )
 
 
@@ -85,6 +127,9 @@ def grounding_features(
     context_chars: int,
     structured_fraction: float,
     weak_threshold: float,
+    n_passages: int = 0,
+    has_question: bool = False,
+    novel_token_rate: float = 0.0,
 ) -> list[float]:
     """Compute the feature vector, in the order of :data:`FEATURE_NAMES`.
 
@@ -96,6 +141,9 @@ def grounding_features(
         context_chars: Total context length in characters.
         structured_fraction: Share of passages that are structured fields, in [0, 1].
         weak_threshold: Support below which a claim counts as weak.
+        n_passages: Passages the contexts were split into.
+        has_question: Whether the request holds a question (see :func:`is_question`).
+        novel_token_rate: Share of response words whose stem is in no context, in [0, 1].
 
     Returns:
         ``len(FEATURE_NAMES)`` finite floats.
@@ -113,6 +161,10 @@ def grounding_features(
     bad_ents = sum(len(c.unsupported_entities) for c in checks)
     negs = sum(c.negation_unsupported for c in checks)
     conflicts = sum(len(c.field_conflicts) for c in checks)
+    local = np.array([c.local_coverage for c in checks]) if n else np.ones(1)
+    top2 = sorted((c.novel_rate for c in checks), reverse=True)[:2]
+    ok_nums = sum(c.supported_numbers for c in checks)
+    mismatched = sum(c.mismatched_numbers for c in checks)
     flagged = sum(
         bool(
             c.unsupported_numbers
@@ -151,6 +203,15 @@ def grounding_features(
         float(negs),
         float(conflicts),
         _rate(flagged, n),
+        math.log1p(n_passages),
+        float(has_question),
+        novel_token_rate,
+        float(np.mean(top2)) if top2 else 0.0,
+        float(bad_ents > 0),
+        math.log1p(bad_ents),
+        float(local.min()),
+        float(local.mean()),
+        _rate(mismatched, ok_nums),
     ]
 
 

@@ -30,6 +30,9 @@ __all__ = [
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|_+|\.")
+# What may stand between two words of one name ("J. B. Pritzker", "Smith-Jones"); a comma
+# may not ("Meanwhile, Blue Kim" is two names).
+_NAME_GAP = re.compile(r"[ .\-&]{0,2}")
 _DOUBLE_END = re.compile(r"([b-df-hj-kmnp-rt-vx-z])\1$")
 
 
@@ -85,7 +88,8 @@ DISCOURSE: frozenset[str] = _words(
     used make making need needs help helps allows allow ensure take takes taking come comes
     become becomes found find get gets set well positive negative mixed focus aspect aspects
     regarding related involves involved involve example instance however although thus hence
-    furthermore while whereas
+    furthermore while whereas meanwhile ultimately indeed instead besides likewise similarly
+    consequently accordingly nonetheless nevertheless notably importantly essentially
     """
 )
 
@@ -213,7 +217,7 @@ def entities(text: str) -> list[Token]:
         while (
             j + 1 < len(words)
             and words[j + 1].text[0].isupper()
-            and words[j + 1].start - words[j].end <= 2
+            and _NAME_GAP.fullmatch(text, words[j].end, words[j + 1].start)
         ):
             j += 1
         sentence_start = tok.start == 0 or text[: tok.start].rstrip()[-1:] in {

@@ -8,6 +8,11 @@ Signals, each in [0, 1] or a count:
 - ``novel_rate``: share of content words found in no passage nor the question - baseless info;
 - ``novel_bigram_rate``: share of adjacent word pairs that never occur in the contexts - new
   combinations of known words;
+- ``local_coverage``: share of the claim's content words found around one of its best passages
+  (that passage and its neighbours in the same context) - facts a document keeps apart;
+- ``mismatched_numbers``: numbers that the contexts hold, but whose neighbouring words in the
+  claim appear in none of the passages holding that number ("both sentenced to 24 months" where
+  only one of the two got 24 months) - a known figure paired with another attribute;
 - unsupported numbers (value in no passage, after normalisation), entities (a capitalised name
   with a word in no passage), negations (the claim negates, its best passages do not) and
   structured yes/no fields stated with the wrong polarity (:mod:`detectors.grounding.fields`).
@@ -30,7 +35,7 @@ from numpy.typing import NDArray
 from detectors.grounding.evidence import Evidence
 from detectors.grounding.fields import field_conflicts
 from detectors.grounding.lexicon import NEGATIONS, content_stems, entities, prefix, stem, tokens
-from detectors.grounding.numbers import find_numbers, numbers_match
+from detectors.grounding.numbers import NumberMention, find_numbers, numbers_match
 
 __all__ = ["ClaimCheck", "check_claim"]
 
@@ -70,6 +75,12 @@ class ClaimCheck(NamedTuple):
     """Yes/no fields of structured contexts that the claim states with the wrong polarity."""
     item_spans: list[tuple[int, int]]
     """Offsets (in the claim) of every unsupported word, number, name and field mention."""
+    local_coverage: float = 1.0
+    """Share of content words found around one best passage (it and its neighbours), [0, 1]."""
+    supported_numbers: int = 0
+    """Number mentions whose value some passage holds."""
+    mismatched_numbers: int = 0
+    """Supported numbers whose neighbouring claim words no passage holding them contains."""
 
 
 def _greedy_coverage(
@@ -80,7 +91,7 @@ def _greedy_coverage(
     if not wanted:
         return 1.0, []
     counts: Counter[int] = Counter()
-    for s in wanted:
+    for s in sorted(wanted):  # sorted: ties in most_common must not depend on the hash seed
         counts.update(evidence.stem_passages.get(s, ()))
     for pid in seeds:
         counts[pid] += 0
@@ -99,6 +110,46 @@ def _greedy_coverage(
         remaining -= evidence.passage_stems[best]
         counts.pop(best, None)
     return 1.0 - len(remaining) / len(wanted), chosen
+
+
+# A number's attribute: the claim's known content words within this many characters of it.
+_NUMBER_WINDOW = 40
+# A supported number is mismatched when its best holder passage contains less than this share of
+# those words (most of a number's neighbours should come from the sentence that states it).
+_NUMBER_MATCH_MIN = 1.0 / 3.0
+# Holder passages examined per number (a year or a small count may occur everywhere).
+_MAX_HOLDERS = 64
+
+
+def _local_coverage(stems: set[str], evidence: Evidence, pids: list[int]) -> float:
+    if not stems:
+        return 1.0
+    best = 0.0
+    for pid in pids:
+        best = max(best, len(stems & evidence.neighbourhood(pid)) / len(stems))
+    return best
+
+
+def _mismatched_numbers(text: str, mentions: list[NumberMention], evidence: Evidence) -> int:
+    """Supported numbers whose nearby claim words are missing from every passage holding them."""
+    if not mentions:
+        return 0
+    cs = content_stems(text)
+    bad = 0
+    for m in mentions:
+        holders = evidence.number_passages.get(m.value, [])[:_MAX_HOLDERS]
+        near = {
+            s
+            for s, tok in cs
+            if abs(tok.start - m.start) <= _NUMBER_WINDOW
+            and not (m.start <= tok.start < m.end)
+            and s in evidence.stems
+        }
+        if not holders or not near:
+            continue
+        share = max(len(near & evidence.passage_stems[p]) / len(near) for p in holders)
+        bad += share < _NUMBER_MATCH_MIN
+    return bad
 
 
 def check_claim(
@@ -133,6 +184,7 @@ def check_claim(
     nums = find_numbers(text)
     bad_num_mentions = [m for m in nums if not numbers_match(m.value, evidence.numbers)]
     bad_nums = [m.text for m in bad_num_mentions]
+    ok_num_mentions = [m for m in nums if m not in bad_num_mentions]
     # Numbers are content too: a supported one counts as a covered word ("open 11 am to 5 pm").
     n_items, n_ok = len(set(stems)) + len(nums), len(nums) - len(bad_nums)
     coverage = (coverage * len(set(stems)) + n_ok) / n_items if n_items else 1.0
@@ -184,4 +236,7 @@ def check_claim(
         negation_unsupported=negation_unsupported,
         field_conflicts=conflicts,
         item_spans=items,
+        local_coverage=_local_coverage(set(stems), evidence, [p for p, _ in pairs]),
+        supported_numbers=len(ok_num_mentions),
+        mismatched_numbers=_mismatched_numbers(text, ok_num_mentions, evidence),
     )

@@ -218,17 +218,16 @@ class Reader:
     def fingerprint(self) -> str:
         """A short hash identifying the reader's weights, for bundle compatibility checks.
 
-        Hashes the architecture and slices of the embedding and first-layer weights, rounded to
-        bf16 so the same checkpoint gives the same fingerprint in any dtype it is loaded in.
+        Hashes the architecture and a slice of every parameter of the embedding and of each
+        loaded layer (a fine-tune that changes any of them changes the hash), rounded to bf16
+        so the same checkpoint gives the same fingerprint in any dtype it is loaded in.
         """
         digest = hashlib.sha256()
         meta = (self.info.model_type, self.n_layers, self.d_model, self.tokenizer.vocab_size)
         digest.update(repr(meta).encode())
-        first = self.layers[0]
-        for tensor in (
-            cast(Any, self.decoder).get_input_embeddings().weight[:256],
-            *(p.reshape(-1)[:4096] for p in first.parameters()),
-        ):
+        embedding = cast(Any, self.decoder).get_input_embeddings().weight[:256]
+        tensors = [embedding, *(p.reshape(-1)[:1024] for p in self.layers.parameters())]
+        for tensor in tensors:
             rounded = tensor.detach().reshape(-1).to(torch.bfloat16).float().cpu().numpy()
             digest.update(rounded.tobytes())
         return digest.hexdigest()[:32]

@@ -203,3 +203,43 @@ def test_result_round_trips_to_json(detector: GroundingDetector) -> None:
     res = detector.check("Joseph Strauss designed it.", [CONTEXT])
     data = json.loads(res.model_dump_json())
     assert data["claims"][0]["text"] == "Joseph Strauss designed it."
+
+
+def test_known_number_with_another_attribute_is_mismatched(detector: GroundingDetector) -> None:
+    ctx = (
+        "Paitsel, a former agent, received 24 months in prison. The court heard from many "
+        "witnesses. Bailey, a developer, was sentenced to 40 months in federal prison."
+    )
+    swapped = detector.check("Bailey, the developer, was sentenced to 24 months.", [ctx])
+    right = detector.check("Paitsel, the former agent, received 24 months in prison.", [ctx])
+    assert swapped.claims[0].unsupported_numbers == []  # 24 is in the context ...
+    assert swapped.feature_dict()["mismatched_number_rate"] == 1.0  # ... but not Bailey's
+    assert right.feature_dict()["mismatched_number_rate"] == 0.0
+
+
+def test_local_coverage_sees_facts_joined_from_far_apart(detector: GroundingDetector) -> None:
+    ctx = (
+        "Anna Berg founded the bakery in Oslo. The shop sells rye bread daily. Prices rose last "
+        "winter. Tourists visit in summer. The bakery closed its second branch in Bergen."
+    )
+    local = detector.check("Anna Berg founded the bakery in Oslo.", [ctx]).feature_dict()
+    joined = detector.check("Anna Berg founded the second branch in Bergen.", [ctx]).feature_dict()
+    assert local["local_coverage_min"] == 1.0
+    assert joined["coverage_min"] == 1.0  # every word is somewhere in the context
+    assert joined["local_coverage_min"] == 0.5  # but half of them five sentences away
+
+
+def test_request_features_v2(detector: GroundingDetector) -> None:
+    res = detector.check(
+        "The bridge opened in 1937 to huge crowds of tourists.", [CONTEXT], question="When?"
+    )
+    feats = res.feature_dict()
+    assert res.features_version == 2
+    assert feats["has_question"] == 1.0
+    assert feats["log_passages"] == pytest.approx(math.log1p(3))
+    # 4 of the 10 words are in no context: "huge", "crowds", "tourists" and even "of".
+    assert feats["novel_token_rate"] == pytest.approx(0.4)
+    assert feats["novel_rate_top2"] == pytest.approx(feats["novel_rate_max"])  # one claim
+    assert feats["any_unsupported_entity"] == 0.0
+    instruction = detector.check("It opened in 1937.", [CONTEXT], question="Summarize the text:")
+    assert instruction.feature_dict()["has_question"] == 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from detectors.grounding import find_numbers, split_claims
+from detectors.grounding.features import is_question
 from detectors.grounding.lexicon import entities, sanitize, stem
 from detectors.grounding.numbers import numbers_match, parse_number_words
 
@@ -128,3 +129,25 @@ def test_stem_entities_and_sanitize() -> None:
     bad = "caf\udce9 ok"
     assert sanitize(bad) == "caf\ufffd ok"
     assert len(sanitize(bad)) == len(bad)
+
+
+def test_entities_do_not_run_across_commas() -> None:
+    names = [e.text for e in entities("Meanwhile, Blue Kim, who was nominated by Jag, can stay.")]
+    assert names == ["Blue Kim", "Jag"]
+    names = [e.text for e in entities("The bill went to Governor J. B. Pritzker and Smith-Jones.")]
+    assert names == ["Governor J. B. Pritzker", "Smith-Jones"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("how to grill a porterhouse", True),
+        ("Where is the museum?", True),
+        ("Summarize the following news within 53 words:", False),
+        ("Write an objective overview of the business.", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_is_question(text: str | None, expected: bool) -> None:
+    assert is_question(text) is expected

@@ -1,0 +1,304 @@
+"""``ScopeGuard``: assess a response with every detector, decide, log. Knows nothing of LangChain.
+
+One reader pass serves every probe detector; the grounding check runs once and feeds both the
+detectors that use its features and the report's flagged claims. A failure of the guard itself
+never escapes unless asked: ``failure_mode="open"`` lets the answer pass, ``"closed"`` serves the
+fallback; both log the failure and count it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from scope_guard._version import __version__
+from scope_guard.errors import ConfigError
+from scope_guard.guard_parts import build_report, failure_report, grounding_summary, to_exchange
+from scope_guard.policy import Policy, RiskThresholds
+from scope_guard.prompting import render_prompt
+from scope_guard.risklog.record import RiskLogSink, RiskRecord
+from scope_guard.types import Exchange, RiskReport
+
+if TYPE_CHECKING:
+    from detectors.grounding import GroundingDetector, GroundingResult
+    from detectors.probe import ProbeDetector
+    from scope_guard.reader import Reader, Reading
+
+__all__ = ["HEURISTIC_THRESHOLDS", "GuardStats", "ScopeGuard"]
+
+logger = logging.getLogger(__name__)
+
+# Without a bundle, the grounding check's uncalibrated heuristic risk stands in for fabrication.
+HEURISTIC_THRESHOLDS = RiskThresholds(warn=0.5, regenerate=0.7, fallback=0.9)
+
+
+class GuardStats:
+    """Thread-safe counters: assessments, actions, and failures of the guard itself."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.assessed = 0
+        self.failures = 0
+        self.log_failures = 0
+        self.actions: Counter[str] = Counter()
+
+    def count(self, report: RiskReport) -> None:
+        with self._lock:
+            self.assessed += 1
+            self.actions[report.decision.action.value] += 1
+            if report.error is not None:
+                self.failures += 1
+
+    def count_log_failure(self) -> None:
+        with self._lock:
+            self.log_failures += 1
+
+
+class ScopeGuard:
+    """Scores responses for fabrication, sycophancy and deception and decides what to do.
+
+    Args:
+        detectors: Probe detectors (from a bundle). The one named like its risk is that risk's
+            primary detector (the policy acts on it); others (baselines) are reported only.
+        reader: The reader; required when a detector reads activations.
+        grounding: The grounding detector; a default one is made when a detector needs it or
+            when there are no detectors (then its heuristic risk is the fabrication score).
+        policy: Per-risk thresholds; default from each primary detector's calibrated threshold.
+        risk_log: A sink, a path (``.db``/``.sqlite``: SQLite; ``.jsonl``), ``"logging"``, or
+            ``None`` (no log).
+        failure_mode: ``"open"`` (the answer passes) or ``"closed"`` (the fallback is served)
+            when the guard itself fails.
+        prompt_mode: What the reader reads as the user turn: ``"rendered"`` (question + contexts
+            rendered the way calibration data is, the default, so runtime matches calibration)
+            or ``"observed"`` (the prompt the generator saw, when known).
+        log_text: Keep raw question, prompt, response and contexts in the risk log (hashes
+            otherwise).
+        token_risk: Compute per-token risk for span highlighting.
+        raise_errors: Re-raise the guard's own failures (for debugging) instead of degrading.
+    """
+
+    def __init__(
+        self,
+        *,
+        detectors: Sequence[ProbeDetector] = (),
+        reader: Reader | None = None,
+        grounding: GroundingDetector | None = None,
+        policy: Policy | None = None,
+        risk_log: RiskLogSink | str | os.PathLike[str] | None = None,
+        failure_mode: Literal["open", "closed"] = "open",
+        prompt_mode: Literal["rendered", "observed"] = "rendered",
+        log_text: bool = False,
+        token_risk: bool = True,
+        raise_errors: bool = False,
+        versions: Mapping[str, str] | None = None,
+    ) -> None:
+        if failure_mode not in ("open", "closed"):
+            msg = f"failure_mode must be 'open' or 'closed', got {failure_mode!r}"
+            raise ConfigError(msg)
+        if prompt_mode not in ("rendered", "observed"):
+            msg = f"prompt_mode must be 'rendered' or 'observed', got {prompt_mode!r}"
+            raise ConfigError(msg)
+        self.detectors = list(detectors)
+        self.primary = self._primaries(self.detectors)
+        needs_reader = any(d.needs_reader for d in self.detectors)
+        if needs_reader and reader is None:
+            msg = "these detectors read activations: give the reader they were calibrated with"
+            raise ConfigError(msg)
+        if reader is not None:
+            missing = {s for d in self.detectors for s in d.sites} - set(reader.sites)
+            if missing:
+                msg = f"the reader does not capture {sorted(map(str, missing))}"
+                raise ConfigError(msg)
+        self.reader = reader if needs_reader else None
+        self.heuristic = not self.detectors
+        if grounding is None and (self.heuristic or any(d.needs_grounding for d in self.detectors)):
+            from detectors.grounding import GroundingDetector
+
+            grounding = GroundingDetector()
+        self.grounding = grounding
+        if policy is None:
+            rules: dict[str, RiskThresholds] = {
+                risk: RiskThresholds.from_calibrated(det.threshold)
+                for risk, det in self.primary.items()
+            }
+            if self.heuristic:
+                rules["fabrication"] = HEURISTIC_THRESHOLDS
+            policy = Policy(rules)
+        self.policy = policy
+        self.risk_log = _open_log(risk_log)
+        self.failure_mode = failure_mode
+        self.prompt_mode = prompt_mode
+        self.log_text = log_text
+        self.token_risk = token_risk
+        self.raise_errors = raise_errors
+        self.stats = GuardStats()
+        self.versions = {"scope_guard": __version__, **dict(versions or {})}
+        if self.reader is not None:
+            self.versions.update(
+                reader=self.reader.name, reader_fingerprint=self.reader.fingerprint
+            )
+
+    @staticmethod
+    def _primaries(detectors: Sequence[ProbeDetector]) -> dict[str, ProbeDetector]:
+        primary: dict[str, ProbeDetector] = {}
+        for det in detectors:
+            risk = str(det.risk)
+            if det.name == risk or risk not in primary:
+                if risk in primary and primary[risk].name == risk:
+                    continue
+                primary[risk] = det
+        return primary
+
+    @classmethod
+    def from_bundle(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        reader: Reader | None = None,
+        dtype: str = "auto",
+        device: str = "cpu",
+        **kwargs: Any,
+    ) -> ScopeGuard:
+        """A guard with the detectors of a bundle (and its reader, loaded when not given).
+
+        Raises:
+            ArtifactError: the bundle is altered or was made for another reader.
+        """
+        from detectors.bundle import DetectorBundle, sha256_file
+        from scope_guard.reader import Reader as ReaderClass
+        from scope_guard.reader.reader import MINIATURE_SOURCE
+
+        bundle = DetectorBundle.load(path)
+        if bundle.sites and reader is None:
+            spec = bundle.reader
+            if spec is None or not spec.source:
+                msg = f"bundle {path} does not say where its reader is: pass reader="
+                raise ConfigError(msg)
+            max_tokens = spec.max_tokens or 2048
+            if spec.source == MINIATURE_SOURCE:
+                reader = ReaderClass.miniature(bundle.sites, max_tokens=max_tokens)
+            else:
+                reader = ReaderClass.from_pretrained(
+                    spec.source, bundle.sites, dtype=dtype, device=device, max_tokens=max_tokens
+                )
+        if reader is not None:
+            bundle.check_reader(reader)
+        versions = {"bundle": sha256_file(Path(path) / "manifest.json")[:16]}
+        return cls(
+            detectors=list(bundle.detectors.values()),
+            reader=reader,
+            versions=versions,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------ assessing
+    def assess(self, exchange: Exchange | Mapping[str, Any]) -> RiskReport:
+        """Assess one response, decide, and log the record."""
+        return self.assess_batch([exchange])[0]
+
+    async def aassess(self, exchange: Exchange | Mapping[str, Any]) -> RiskReport:
+        """:meth:`assess` in a worker thread, so the event loop is never blocked."""
+        return await asyncio.to_thread(self.assess, exchange)
+
+    def assess_batch(self, exchanges: Sequence[Exchange | Mapping[str, Any]]) -> list[RiskReport]:
+        """Assess many responses with one batched reader pass."""
+        items = [to_exchange(e) for e in exchanges]
+        try:
+            reports = self._assess(items)
+        except Exception as exc:  # the guard's own failure must not break the host chain
+            if self.raise_errors:
+                raise
+            if len(items) > 1:  # isolate the bad exchange: assess the others one by one
+                return [self.assess(item) for item in items]
+            logger.exception("scope-guard failed to assess request %s", items[0].request_id)
+            reports = [failure_report(items[0], exc, self.failure_mode, self.versions)]
+        for item, report in zip(items, reports, strict=True):
+            self.stats.count(report)
+            self._log(item, report)
+        return reports
+
+    def _reader_prompt(self, exchange: Exchange) -> str:
+        if self.prompt_mode == "observed" and exchange.prompt is not None:
+            return exchange.prompt
+        return render_prompt(exchange.question, exchange.contexts)
+
+    def _assess(self, items: list[Exchange]) -> list[RiskReport]:
+        start = time.perf_counter()
+        active = [i for i, ex in enumerate(items) if ex.response.strip()]
+        groundings: dict[int, GroundingResult] = {}
+        if self.grounding is not None:
+            for i in active:
+                ex = items[i]
+                groundings[i] = self.grounding.check(
+                    ex.response, ex.contexts, question=ex.question or None
+                )
+        t_grounding = time.perf_counter()
+        readings: dict[int, Reading] = {}
+        if self.reader is not None and active:
+            batch = [(self._reader_prompt(items[i]), items[i].response) for i in active]
+            readings = dict(zip(active, self.reader.read_batch(batch), strict=True))
+        t_read = time.perf_counter()
+        reports = []
+        for i, ex in enumerate(items):
+            scores = (
+                [
+                    det.score(readings.get(i), groundings.get(i), per_token=self.token_risk)
+                    for det in self.detectors
+                ]
+                if i in active
+                else []
+            )
+            reports.append(
+                build_report(
+                    ex,
+                    scores=scores,
+                    primary={risk: det.name for risk, det in self.primary.items()},
+                    grounding=grounding_summary(groundings.get(i)),
+                    heuristic=self.heuristic and i in active,
+                    policy=self.policy,
+                    versions=self.versions,
+                    stand_in=bool(self.reader is not None and self.reader.is_stand_in),
+                    timings_ms={
+                        "grounding": (t_grounding - start) * 1000,
+                        "read": (t_read - t_grounding) * 1000,
+                    },
+                    started=start,
+                )
+            )
+        return reports
+
+    def _log(self, exchange: Exchange, report: RiskReport) -> None:
+        if self.risk_log is None:
+            return
+        try:
+            self.risk_log.write(RiskRecord.from_report(exchange, report, log_text=self.log_text))
+        except Exception:  # a full disk must not break the host chain: log it and count it
+            self.stats.count_log_failure()
+            logger.exception("could not write the risk record of request %s", report.request_id)
+            if self.raise_errors:
+                raise
+
+    def close(self) -> None:
+        if self.risk_log is not None:
+            self.risk_log.close()
+
+    def __enter__(self) -> ScopeGuard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open_log(target: RiskLogSink | str | os.PathLike[str] | None) -> RiskLogSink | None:
+    if target is None or isinstance(target, RiskLogSink):
+        return target
+    from scope_guard.risklog import open_risk_log
+
+    return open_risk_log(target)

@@ -1,0 +1,117 @@
+"""The policy: per-risk probability thresholds turned into one action. Plain Python.
+
+Each risk has up to four thresholds, one per action (warn, regenerate, fallback, block); a score
+at or above an action's threshold triggers it, and the most severe triggered action over all
+risks wins. A missing threshold never triggers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from scope_guard.errors import ConfigError
+from scope_guard.types import Action, Decision
+
+__all__ = ["Policy", "RiskThresholds"]
+
+_ACTIONS = (Action.BLOCK, Action.FALLBACK, Action.REGENERATE, Action.WARN)
+
+
+class RiskThresholds(BaseModel):
+    """Probability thresholds of one risk, each in [0, 1] or ``None`` (never).
+
+    More severe actions must not have lower thresholds than milder ones.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    warn: float | None = None
+    regenerate: float | None = None
+    fallback: float | None = None
+    block: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> RiskThresholds:
+        previous: tuple[str, float] | None = None
+        for name in ("warn", "regenerate", "fallback", "block"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not 0.0 <= value <= 1.0:
+                msg = f"{name} threshold {value} is not in [0, 1]"
+                raise ConfigError(msg)
+            if previous is not None and value < previous[1]:
+                msg = f"{name} threshold {value} is below the milder {previous[0]} {previous[1]}"
+                raise ConfigError(msg)
+            previous = (name, value)
+        return self
+
+    @classmethod
+    def from_calibrated(cls, threshold: float) -> RiskThresholds:
+        """Defaults around a detector's calibrated decision threshold ``t``.
+
+        Regenerate at ``t`` (the threshold was chosen for this decision); warn from ``t / 2``;
+        serve the fallback straight away from ``max(0.9, (1 + t) / 2)``; never block unless
+        asked (blocking is the host application's call).
+        """
+        if not 0.0 <= threshold <= 1.0:
+            msg = f"calibrated threshold {threshold} is not in [0, 1]"
+            raise ConfigError(msg)
+        return cls(
+            warn=threshold / 2,
+            regenerate=threshold,
+            fallback=max(threshold, 0.9, (1 + threshold) / 2),
+        )
+
+    def action_for(self, probability: float) -> tuple[Action, float | None]:
+        for action in _ACTIONS:
+            bound = getattr(self, action.value)
+            if bound is not None and probability >= bound:
+                return action, bound
+        return Action.ALLOW, None
+
+
+class Policy:
+    """Per-risk thresholds to a :class:`~scope_guard.types.Decision`.
+
+    Args:
+        rules: Per risk name (``"fabrication"``...), its thresholds. Risks without rules are
+            reported but never acted on.
+    """
+
+    def __init__(self, rules: Mapping[str, RiskThresholds | Mapping[str, float | None]]) -> None:
+        self.rules: dict[str, RiskThresholds] = {}
+        for risk, rule in rules.items():
+            self.rules[str(risk)] = (
+                rule if isinstance(rule, RiskThresholds) else RiskThresholds.model_validate(rule)
+            )
+
+    @classmethod
+    def from_calibrated(cls, thresholds: Mapping[str, float]) -> Policy:
+        """Default rules from calibrated decision thresholds (see
+        :meth:`RiskThresholds.from_calibrated`)."""
+        return cls({risk: RiskThresholds.from_calibrated(t) for risk, t in thresholds.items()})
+
+    @classmethod
+    def monitor_only(cls) -> Policy:
+        """A policy that never acts (everything is allowed, scores are still logged)."""
+        return cls({})
+
+    def decide(self, scores: Mapping[str, float]) -> Decision:
+        """The most severe action triggered by any risk, with a reason per triggered risk."""
+        action = Action.ALLOW
+        reasons = []
+        for risk, probability in sorted(scores.items()):
+            rule = self.rules.get(str(risk))
+            if rule is None:
+                continue
+            triggered, bound = rule.action_for(float(probability))
+            if triggered is not Action.ALLOW:
+                reasons.append(f"{risk} {probability:.2f} >= {triggered.value} {bound:.2f}")
+                if triggered.severity > action.severity:
+                    action = triggered
+        return Decision(action=action, reasons=reasons)
+
+    def __repr__(self) -> str:
+        return f"Policy({ {k: v.model_dump(exclude_none=True) for k, v in self.rules.items()} })"

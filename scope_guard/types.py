@@ -1,0 +1,173 @@
+"""Result types that cross boundaries: the exchange assessed, the report, the decision.
+
+Plain pydantic models: no torch, scikit-learn or LangChain here, so the policy, the risk log and
+the LangChain integration can all use them cheaply.
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "Action",
+    "Decision",
+    "DetectorScore",
+    "Exchange",
+    "FlaggedClaim",
+    "GroundingSummary",
+    "LatentNote",
+    "RiskReport",
+]
+
+
+class Action(StrEnum):
+    """What to do with a response, from least to most severe."""
+
+    ALLOW = "allow"
+    WARN = "warn"
+    REGENERATE = "regenerate"
+    FALLBACK = "fallback"
+    BLOCK = "block"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+
+_SEVERITY = {a: i for i, a in enumerate(Action)}
+
+
+class Exchange(BaseModel):
+    """One request as the guard sees it.
+
+    Attributes:
+        request_id: Unique id of the request (generated when not given).
+        question: The user's question (the chain input).
+        contexts: Texts of the retrieved documents, in retrieval order.
+        prompt: The prompt the generator saw, when known.
+        response: The generated answer.
+        root_run_id: LangChain's root run id, when the exchange came through a chain.
+        attempt: 1 for the first answer, 2+ for regenerations.
+        meta: Free metadata (model name, user id, ...); logged as given.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    question: str = ""
+    contexts: list[str] = Field(default_factory=list)
+    prompt: str | None = None
+    response: str
+    root_run_id: str | None = None
+    attempt: int = Field(default=1, ge=1)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("question", "response")
+    @classmethod
+    def _text(cls, value: Any) -> str:
+        if not isinstance(value, str):
+            msg = f"expected text, got {type(value).__name__}"
+            raise ValueError(msg)  # pydantic turns it into a ValidationError naming the field
+        return value
+
+
+class FlaggedClaim(BaseModel):
+    """A claim of the response the grounding check found weakly supported."""
+
+    model_config = ConfigDict(frozen=True)
+    text: str
+    start: int
+    end: int
+    support: float
+    unsupported: list[str] = Field(default_factory=list)
+
+
+class GroundingSummary(BaseModel):
+    """The grounding check's response-level result."""
+
+    model_config = ConfigDict(frozen=True)
+    risk: float
+    support: float
+    n_claims: int
+    flagged_claims: list[FlaggedClaim] = Field(default_factory=list)
+
+
+class LatentNote(BaseModel):
+    """One feature's contribution to a probe's score."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    latent: int | None = None
+    contribution: float
+    url: str | None = None
+
+
+class DetectorScore(BaseModel):
+    """One detector's calibrated score."""
+
+    model_config = ConfigDict(frozen=True)
+    detector: str
+    risk: str
+    probability: float
+    threshold: float
+    flagged: bool
+    calibrated: bool = True
+    top_latents: list[LatentNote] = Field(default_factory=list)
+    token_risk: list[float] | None = None
+
+
+class Decision(BaseModel):
+    """The policy's verdict: the action and why."""
+
+    model_config = ConfigDict(frozen=True)
+    action: Action
+    reasons: list[str] = Field(default_factory=list)
+
+    def __str__(self) -> str:
+        why = "; ".join(self.reasons) or "no risk above its thresholds"
+        return f"{self.action.value}: {why}"
+
+
+class RiskReport(BaseModel):
+    """Everything the guard found about one response.
+
+    Attributes:
+        request_id: The exchange's request id.
+        root_run_id: LangChain's root run id, if any.
+        attempt: Which answer of the request this is (1 = first).
+        created: ISO 8601 UTC time of the assessment.
+        scores: Per risk, the probability the policy used (the primary detector's).
+        detectors: Every detector's score (primary and baselines).
+        grounding: The grounding check's result, when it ran.
+        decision: The policy's action and reasons.
+        timings_ms: Milliseconds per stage (``grounding``, ``read``, ``detectors``, ``total``).
+        versions: scope-guard version, reader, bundle.
+        stand_in: True when the reader is the miniature stand-in (its scores mean nothing).
+        error: Set when the guard itself failed (the decision then follows the failure mode).
+    """
+
+    model_config = ConfigDict(frozen=True)
+    request_id: str
+    root_run_id: str | None = None
+    attempt: int = 1
+    created: str
+    scores: dict[str, float] = Field(default_factory=dict)
+    detectors: list[DetectorScore] = Field(default_factory=list)
+    grounding: GroundingSummary | None = None
+    decision: Decision
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+    stand_in: bool = False
+    error: str | None = None
+
+    @property
+    def action(self) -> Action:
+        return self.decision.action
+
+    @property
+    def flagged_claims(self) -> list[FlaggedClaim]:
+        return list(self.grounding.flagged_claims) if self.grounding else []

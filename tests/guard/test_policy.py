@@ -1,0 +1,69 @@
+"""The policy, tested with a table."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from scope_guard.policy import Policy, RiskThresholds
+from scope_guard.types import Action
+
+RULES = {
+    "fabrication": RiskThresholds(warn=0.3, regenerate=0.5, fallback=0.8, block=0.95),
+    "sycophancy": RiskThresholds(warn=0.6, regenerate=0.9),
+}
+
+
+@pytest.mark.parametrize(
+    ("scores", "action", "n_reasons"),
+    [
+        ({}, Action.ALLOW, 0),
+        ({"fabrication": 0.1, "sycophancy": 0.1}, Action.ALLOW, 0),
+        ({"fabrication": 0.3}, Action.WARN, 1),  # thresholds are inclusive
+        ({"fabrication": 0.29999}, Action.ALLOW, 0),
+        ({"fabrication": 0.5}, Action.REGENERATE, 1),
+        ({"fabrication": 0.85}, Action.FALLBACK, 1),
+        ({"fabrication": 0.95}, Action.BLOCK, 1),
+        ({"fabrication": 0.4, "sycophancy": 0.95}, Action.REGENERATE, 2),  # most severe wins
+        ({"fabrication": 0.99, "sycophancy": 0.7}, Action.BLOCK, 2),
+        ({"deception": 1.0}, Action.ALLOW, 0),  # no rule for deception: reported, not acted on
+    ],
+)
+def test_decision_table(scores, action, n_reasons):
+    decision = Policy(RULES).decide(scores)
+    assert decision.action is action
+    assert len(decision.reasons) == n_reasons
+
+
+def test_reasons_name_risk_score_and_threshold():
+    decision = Policy(RULES).decide({"fabrication": 0.61})
+    assert decision.reasons == ["fabrication 0.61 >= regenerate 0.50"]
+    assert str(decision) == "regenerate: fabrication 0.61 >= regenerate 0.50"
+
+
+@pytest.mark.parametrize(
+    ("t", "warn", "regenerate", "fallback"),
+    [(0.4, 0.2, 0.4, 0.9), (0.9, 0.45, 0.9, 0.95), (0.0, 0.0, 0.0, 0.9), (1.0, 0.5, 1.0, 1.0)],
+)
+def test_defaults_from_calibrated_threshold(t, warn, regenerate, fallback):
+    rule = RiskThresholds.from_calibrated(t)
+    assert (rule.warn, rule.regenerate, rule.fallback, rule.block) == (
+        pytest.approx(warn),
+        pytest.approx(regenerate),
+        pytest.approx(fallback),
+        None,
+    )
+
+
+def test_thresholds_are_validated():
+    with pytest.raises(ValidationError, match="below the milder"):
+        RiskThresholds(warn=0.6, regenerate=0.5)
+    with pytest.raises(ValidationError, match="not in"):
+        RiskThresholds(warn=1.5)
+    with pytest.raises(ValidationError):
+        RiskThresholds(warm=0.5)  # a typo is an error, not a silent default
+    assert Policy({"fabrication": {"warn": 0.2}}).decide({"fabrication": 0.3}).action is Action.WARN
+
+
+def test_monitor_only_never_acts():
+    assert Policy.monitor_only().decide({"fabrication": 1.0}).action is Action.ALLOW
