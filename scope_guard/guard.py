@@ -297,8 +297,8 @@ class ScopeGuard:
 
 
 def _open_log(target: RiskLogSink | str | os.PathLike[str] | None) -> RiskLogSink | None:
-    if target is None or isinstance(target, RiskLogSink):
-        return target
+    if target is None:
+        return None
     from scope_guard.risklog import open_risk_log
 
     return open_risk_log(target)

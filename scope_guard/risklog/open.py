@@ -1,0 +1,82 @@
+"""Turning a user's ``risk_log=`` setting into a sink, and a stored log into a reader."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from scope_guard.errors import ArtifactError, ConfigError
+from scope_guard.risklog.fanout import NullRiskLog
+from scope_guard.risklog.jsonl import JSONLReader, JSONLRiskLog
+from scope_guard.risklog.logging_sink import LoggingRiskLog
+from scope_guard.risklog.query import RiskLogReader
+from scope_guard.risklog.record import RiskLogSink
+from scope_guard.risklog.sqlite import SQLiteRiskLog
+
+__all__ = ["JSONL_SUFFIXES", "SQLITE_SUFFIXES", "open_risk_log", "read_risk_log"]
+
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+JSONL_SUFFIXES = (".jsonl",)
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_OPTIONS = (
+    "a path ending in .db, .sqlite or .sqlite3 (SQLite, the default), a path ending in .jsonl "
+    "(JSON Lines), 'logging' or 'logging:<logger name>' (Python logging), None (no log), or an "
+    "object with write(record) and close()"
+)
+
+
+def open_risk_log(target: str | os.PathLike[str] | RiskLogSink | None) -> RiskLogSink:
+    """The sink a ``risk_log=`` setting names.
+
+    Args:
+        target: ``*.db`` / ``*.sqlite`` / ``*.sqlite3`` -> :class:`SQLiteRiskLog`; ``*.jsonl`` ->
+            :class:`JSONLRiskLog`; ``"logging"`` (or ``"logging:<name>"``) ->
+            :class:`LoggingRiskLog`; ``None`` -> :class:`NullRiskLog`; any object with
+            ``write`` and ``close`` is returned as is.
+
+    Raises:
+        ConfigError: ``target`` is none of these (the message lists them).
+        ArtifactError: The file exists but cannot be used (not a risk log, newer schema).
+    """
+    if target is None:
+        return NullRiskLog()
+    if isinstance(target, str) and (target == "logging" or target.startswith("logging:")):
+        name = target.partition(":")[2] or "scope_guard.risk"
+        return LoggingRiskLog(name)
+    if isinstance(target, str | os.PathLike):
+        path = Path(target)
+        suffix = path.suffix.lower()
+        if suffix in SQLITE_SUFFIXES:
+            return SQLiteRiskLog(path)
+        if suffix in JSONL_SUFFIXES:
+            return JSONLRiskLog(path)
+        msg = f"unknown risk log target {str(target)!r}: use {_OPTIONS}"
+        raise ConfigError(msg)
+    if isinstance(target, RiskLogSink):
+        return target
+    msg = f"unknown risk log target of type {type(target).__name__}: use {_OPTIONS}"
+    raise ConfigError(msg)
+
+
+def read_risk_log(path: str | os.PathLike[str]) -> RiskLogReader:
+    """A reader of a stored SQLite or JSONL risk log (SQLite is opened read-only).
+
+    The kind is taken from the file's first bytes (SQLite's header), then its suffix.
+
+    Raises:
+        ArtifactError: The file does not exist, or is not a readable risk log.
+        ConfigError: The file is neither SQLite nor named ``*.jsonl``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"risk log {path} does not exist"
+        raise ArtifactError(msg)
+    with path.open("rb") as handle:
+        head = handle.read(len(_SQLITE_MAGIC))
+    suffix = path.suffix.lower()
+    if head == _SQLITE_MAGIC or suffix in SQLITE_SUFFIXES:
+        return SQLiteRiskLog(path, readonly=True)
+    if suffix in JSONL_SUFFIXES:
+        return JSONLReader(path)
+    msg = f"{path} is not a risk log this reads: expected a SQLite file or a .jsonl file"
+    raise ConfigError(msg)
