@@ -1,0 +1,1 @@
+"""Performance benchmark of the reader and SAE: ``scope-guard bench``."""
