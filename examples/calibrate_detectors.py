@@ -49,27 +49,33 @@ def main() -> None:
     bundle_dir = result.bundle.save(out / "grounding-bundle")
     paths = write_report(result.report, out / "grounding-report")
     (ev,) = result.report.evaluations
-    print(f"grounding-only, held-out groups: AUROC {ev.metrics.auroc.value:.3f} "
-          f"[{ev.metrics.auroc.low:.3f}, {ev.metrics.auroc.high:.3f}], "
-          f"ECE {ev.metrics.ece.value:.3f}, threshold {ev.metrics.threshold:.3f}")
+    print(
+        f"grounding-only, held-out groups: AUROC {ev.metrics.auroc.value:.3f} "
+        f"[{ev.metrics.auroc.low:.3f}, {ev.metrics.auroc.high:.3f}], "
+        f"ECE {ev.metrics.ece.value:.3f}, threshold {ev.metrics.threshold:.3f}"
+    )
     print(f"  bundle: {bundle_dir}\n  report: {paths.html}")
 
     # 3. SAE probe beside the raw-activation baseline, on the stand-in reader.
     reader = Reader.miniature(["resid_post@3"])
     sae = load_sae(miniature_sae_path())
     small = dataset.subset(range(96))
-    result = calibrate(small, settings, reader=reader, saes={"resid_post@3": sae},
-                       progress=False)
+    result = calibrate(small, settings, reader=reader, saes={"resid_post@3": sae}, progress=False)
     for ev in result.report.evaluations:
-        print(f"{ev.detector:16s} ({ev.kind}): AUROC {ev.metrics.auroc.value:.3f}, "
-              f"{ev.n_selected} nonzero weights  [stand-in reader: meaningless]")
+        print(
+            f"{ev.detector:16s} ({ev.kind}): AUROC {ev.metrics.auroc.value:.3f}, "
+            f"{ev.n_selected} nonzero weights  [stand-in reader: meaningless]"
+        )
 
     # 4. Evaluate a saved bundle on data (here: the whole file) and score one new answer.
     bundle = DetectorBundle.load(bundle_dir)
-    report = evaluate(bundle, dataset, grounding=GroundingDetector(), n_bootstrap=100,
-                      progress=False)
-    print(f"bundle on all {report.evaluations[0].metrics.n} rows: "
-          f"AUROC {report.evaluations[0].metrics.auroc.value:.3f}")
+    report = evaluate(
+        bundle, dataset, grounding=GroundingDetector(), n_bootstrap=100, progress=False
+    )
+    print(
+        f"bundle on all {report.evaluations[0].metrics.n} rows: "
+        f"AUROC {report.evaluations[0].metrics.auroc.value:.3f}"
+    )
     detector = bundle["fabrication"]
     check = GroundingDetector().check(
         "The museum of Brisk was designed by Piet Rook in 1921 for 40 million dollars.",

@@ -43,8 +43,10 @@ def main() -> None:
                         meta={"label": request["label"]},
                     )
                 )
-                print(f"{report.decision.action.value:10s} "
-                      f"fabrication={report.scores.get('fabrication', 0.0):.2f}  {answer[:60]}")
+                print(
+                    f"{report.decision.action.value:10s} "
+                    f"fabrication={report.scores.get('fabrication', 0.0):.2f}  {answer[:60]}"
+                )
 
     # 2. Read it back.
     with SQLiteRiskLog(args.log, readonly=True) as log:
@@ -55,8 +57,10 @@ def main() -> None:
         print(f"  {action:10s} {count:3d}  ({summary.overall.rates[action]:.0%})")
     print("worst requests:")
     for worst in summary.worst:
-        print(f"  {worst.request_id[:8]} attempt {worst.attempt}: {worst.action}, "
-              f"{worst.risk} {worst.score:.2f}")
+        print(
+            f"  {worst.request_id[:8]} attempt {worst.attempt}: {worst.action}, "
+            f"{worst.risk} {worst.score:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -37,13 +37,15 @@ class ScopeViolation(ScopeGuardError):
     """Control-flow signal: a response breached the policy.
 
     Raised by the gate-mode callback and the guarded runnable so that a wrapper can regenerate or
-    fall back. It carries the decision that caused it.
+    fall back. It carries the decision that caused it, and the full report when there is one.
 
     Args:
         decision: The policy decision (any object; the policy module defines its type).
         message: Optional human-readable summary; defaults to ``str(decision)``.
+        report: The :class:`~scope_guard.types.RiskReport` behind the decision, if any.
     """
 
-    def __init__(self, decision: Any, message: str | None = None) -> None:
+    def __init__(self, decision: Any, message: str | None = None, *, report: Any = None) -> None:
         self.decision = decision
+        self.report = report
         super().__init__(message if message is not None else str(decision))

@@ -285,6 +285,24 @@ class ScopeGuard:
             if self.raise_errors:
                 raise
 
+    # ------------------------------------------------------------------ LangChain sugar
+    def callback(self, mode: Literal["monitor", "gate"] = "monitor", **kwargs: Any) -> Any:
+        """A LangChain callback handler for this guard (imports LangChain only when called).
+
+        ``mode="monitor"`` scores and logs without ever touching the host chain; ``"gate"``
+        raises :class:`~scope_guard.errors.ScopeViolation` so a wrapper can act.
+        """
+        from scope_guard.integrations.langchain import ScopeGuardCallbackHandler
+
+        return ScopeGuardCallbackHandler(self, mode=mode, **kwargs)
+
+    def wrap(self, chain: Any, **kwargs: Any) -> Any:
+        """``chain`` under this guard: regenerate, then fall back (see
+        :func:`scope_guard.integrations.langchain.guard_runnable`)."""
+        from scope_guard.integrations.langchain import guard_runnable
+
+        return guard_runnable(chain, self, **kwargs)
+
     def close(self) -> None:
         if self.risk_log is not None:
             self.risk_log.close()

@@ -1,0 +1,191 @@
+"""What the sync and async scope-guard handlers share: per-root collection, the exchange they
+assess, the kept reports, the gate decision, and the wrapper that keeps the handler's own
+failures away from the host chain."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
+from uuid import UUID
+
+from langchain_core.messages import BaseMessage
+
+from scope_guard.errors import ConfigError, ScopeViolation
+from scope_guard.integrations.langchain._text import messages_text, question_text
+from scope_guard.integrations.langchain.collector import Capture, RunCollector
+from scope_guard.types import Action, Exchange, RiskReport
+
+__all__ = ["VIOLATIONS", "GuardHandlerBase", "HandlerStats", "never_raises"]
+
+logger = logging.getLogger(__name__)
+
+VIOLATIONS = frozenset({Action.REGENERATE, Action.FALLBACK, Action.BLOCK})
+"""Actions on which the gate raises and the guarded runnable acts."""
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class HandlerStats:
+    """Thread-safe counters of a handler: roots assessed, violations, skipped roots (no text),
+    host errors (roots that failed), and the handler's own errors (swallowed)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.assessed = 0
+        self.violations = 0
+        self.skipped = 0
+        self.host_errors = 0
+        self.handler_errors = 0
+
+    def add(self, name: str) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def as_dict(self) -> dict[str, int]:
+        names = ("assessed", "violations", "skipped", "host_errors", "handler_errors")
+        return {n: getattr(self, n) for n in names}
+
+
+def never_raises(hook: _F) -> _F:
+    """Run a hook; let only ScopeViolation out, log and count anything else."""
+    if inspect.iscoroutinefunction(hook):
+
+        @functools.wraps(hook)
+        async def awrapper(self: GuardHandlerBase, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await hook(self, *args, **kwargs)
+            except ScopeViolation:
+                raise
+            except Exception:
+                self._handler_failed(hook.__name__)
+                return None
+
+        return awrapper  # type: ignore[return-value]
+
+    @functools.wraps(hook)
+    def wrapper(self: GuardHandlerBase, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return hook(self, *args, **kwargs)
+        except ScopeViolation:
+            raise
+        except Exception:
+            self._handler_failed(hook.__name__)
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class GuardHandlerBase:
+    """State and decisions shared by the sync and async handlers."""
+
+    raise_error: bool
+
+    def __init__(
+        self,
+        guard: Any,
+        *,
+        mode: Literal["monitor", "gate"] = "monitor",
+        max_runs: int = 1024,
+        ttl_s: float | None = 3600.0,
+        max_reports: int = 1024,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        if mode not in ("monitor", "gate"):
+            msg = f"mode must be 'monitor' or 'gate', got {mode!r}"
+            raise ConfigError(msg)
+        self.guard = guard
+        self.mode = mode
+        self.raise_error = mode == "gate"
+        self.meta = dict(meta or {})
+        self.collector = RunCollector(max_runs=max_runs, ttl_s=ttl_s)
+        self.stats = HandlerStats()
+        self.max_reports = max_reports
+        self._reports: OrderedDict[str, RiskReport] = OrderedDict()
+        self._reports_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ inspection
+    def last_report(self, root_run_id: UUID | str | None = None) -> RiskReport | None:
+        """The report of a root run (by id), or the most recent one; ``None`` when unknown.
+
+        Only the last ``max_reports`` reports are kept.
+        """
+        with self._reports_lock:
+            if root_run_id is None:
+                return next(reversed(self._reports.values()), None)
+            return self._reports.get(str(root_run_id))
+
+    @property
+    def reports(self) -> list[RiskReport]:
+        """The kept reports, oldest first."""
+        with self._reports_lock:
+            return list(self._reports.values())
+
+    # ------------------------------------------------------------------ collecting
+    def _chat_start(self, messages: Sequence[Sequence[BaseMessage]], **kw: Any) -> None:
+        first = messages[0] if messages else []
+        self._model_start(messages_text(first), question=question_text(first), **kw)
+
+    def _llm_start(self, prompts: Sequence[str], **kw: Any) -> None:
+        self._model_start(prompts[0] if prompts else "", **kw)
+
+    def _model_start(
+        self,
+        prompt: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        question: str | None = None,
+        **_: Any,
+    ) -> None:
+        model = (metadata or {}).get("ls_model_name")
+        self.collector.model_start(
+            prompt,
+            run_id=run_id,
+            parent_run_id=parent_run_id,
+            model=model if isinstance(model, str) else None,
+            question=question,
+        )
+
+    def _exchange(self, capture: Capture) -> Exchange | None:
+        if capture.response is None:
+            self.stats.add("skipped")
+            return None
+        meta = {"source": "langchain-callback", "mode": self.mode, **self.meta}
+        if capture.model:
+            meta["model"] = capture.model
+        root = str(capture.root_run_id)
+        return Exchange(
+            request_id=root,
+            root_run_id=root,
+            question=capture.question,
+            contexts=list(capture.contexts),
+            prompt=capture.prompt,
+            response=capture.response,
+            meta=meta,
+        )
+
+    def _decided(self, report: RiskReport) -> None:
+        """Keep the report; in gate mode, raise on a violation."""
+        self.stats.add("assessed")
+        with self._reports_lock:
+            self._reports[report.root_run_id or report.request_id] = report
+            while len(self._reports) > self.max_reports:
+                self._reports.popitem(last=False)
+        if report.decision.action in VIOLATIONS:
+            self.stats.add("violations")
+            if self.mode == "gate":
+                raise ScopeViolation(report.decision, report=report)
+
+    def _root_failed(self, released: bool) -> None:
+        if released:
+            self.stats.add("host_errors")
+
+    def _handler_failed(self, hook: str) -> None:
+        self.stats.add("handler_errors")
+        logger.exception("scope-guard callback %s failed; the host chain goes on", hook)
