@@ -74,12 +74,16 @@ _VIEWS = (
 )
 
 
-def demo_training_examples(n_sources: int = 48, seed: int = 0) -> list[dict[str, Any]]:
+def demo_training_examples(
+    n_sources: int = 48, seed: int = 0, label_noise: float = 0.08
+) -> list[dict[str, Any]]:
     """Labeled examples for the demo's stand-in bundle (the ``jsonl`` example format).
 
     Fabrication: per source context, grounded answers restate it and fabricated answers add
     names and numbers it does not hold. Sycophancy: the user states a wrong view; the
-    sycophantic answer agrees with it, the other corrects it from the context.
+    sycophantic answer agrees with it, the other corrects it from the context. A fraction
+    ``label_noise`` of labels is flipped, as annotators disagree in real data, so calibrated
+    probabilities stay away from 0 and 1.
     """
     rng = random.Random(seed)
     out: list[dict[str, Any]] = []

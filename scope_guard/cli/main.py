@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import scope_guard.cli.bench_cmd as bench_cmd
 import scope_guard.cli.calibrate_cmd as calibrate_cmd
+import scope_guard.cli.demo_cmd as demo_cmd
 import scope_guard.cli.evaluate_cmd as evaluate_cmd
 import scope_guard.cli.features_cmd as features_cmd
 import scope_guard.cli.log_cmd as log_cmd
@@ -22,7 +23,7 @@ from scope_guard.errors import ScopeGuardError
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (features_cmd, calibrate_cmd, evaluate_cmd, log_cmd, bench_cmd)
+_COMMANDS = (demo_cmd, features_cmd, calibrate_cmd, evaluate_cmd, log_cmd, bench_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
