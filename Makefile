@@ -16,9 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/scope-guard features --miniature \
-		--prompt "Context: The Eiffel Tower was completed in 1889 and is 330 metres tall. Question: When was it completed?" \
-		--response "The Eiffel Tower was completed in 1889." --top-k 5
+	$(BIN)/scope-guard demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,71 @@
+"""Each example script and the demo run offline, end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scope_guard.cli.main import main
+from scope_guard.risklog import SQLiteRiskLog
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(script: str, *args: str, cache: Path) -> str:
+    env = {**os.environ, "SCOPE_GUARD_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script), *args],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _rows(db: Path) -> list[tuple[int, str]]:
+    with SQLiteRiskLog(db, readonly=True) as log:
+        return [(r.attempt, r.action) for r in log.records(order="asc")]
+
+
+def test_wrap_rag_chain(tmp_path, _isolated_cache):
+    db = tmp_path / "risk.db"
+    out = _run("wrap_rag_chain.py", "--log", str(db), cache=_isolated_cache)
+    assert "monitor: served as is: 'It opened in 1958" in out
+    assert "guard:   served: 'The Alder Bridge opened in 1931 and spans 412 metres.'" in out
+    # monitor: 1 record; guard: attempt 1 (regenerate) and attempt 2 (allow)
+    assert [r[0] for r in _rows(db)] == [1, 1, 2]
+    assert _rows(db)[-1][1] == "allow"
+
+
+def test_risk_log_example(tmp_path, _isolated_cache):
+    db = tmp_path / "risk.db"
+    out = _run("risk_log.py", "--log", str(db), cache=_isolated_cache)
+    assert "7 records in" in out
+    assert len(_rows(db)) == 7
+    assert "worst requests:" in out
+
+
+@pytest.mark.slow
+def test_calibrate_example(tmp_path, _isolated_cache):
+    out = _run("calibrate_detectors.py", "--out", str(tmp_path), cache=_isolated_cache)
+    assert "grounding-only, held-out groups: AUROC" in out
+    assert "fabrication-raw  (raw)" in out
+    assert (tmp_path / "grounding-bundle" / "manifest.json").is_file()
+    assert (tmp_path / "grounding-report" / "report.html").is_file()
+
+
+def test_demo_shows_a_regeneration_and_a_fallback(tmp_path, capsys):
+    db = tmp_path / "demo.db"
+    assert main(["demo", "--log", str(db)]) == 0
+    text = capsys.readouterr().out
+    assert "STAND-IN" in text
+    assert "regenerate" in text
+    assert "served (fallback)" in text
+    assert "served (answer): A single ticket costs 4.50 euros" in text
+    rows = _rows(db)
+    assert len(rows) == 7  # 1 + 2 + 2 + 2 attempts
+    assert {a for _, a in rows} >= {"allow", "regenerate"}
+    assert f"risk log: {db}" in text
