@@ -58,10 +58,12 @@ def rag_chain(answers: list[str]):
         [Document(page_content=d) for d in DOCS], BagOfWordsEmbeddings()
     )
     retriever = store.as_retriever(search_kwargs={"k": 1})
-    prompt = ChatPromptTemplate.from_messages([
-        ("system", "Answer only from the context."),
-        ("human", "Context: {context}\n\nQuestion: {question}{scope_guard_feedback}"),
-    ]).partial(scope_guard_feedback="")
+    prompt = ChatPromptTemplate.from_messages(
+        [
+            ("system", "Answer only from the context."),
+            ("human", "Context: {context}\n\nQuestion: {question}{scope_guard_feedback}"),
+        ]
+    ).partial(scope_guard_feedback="")
     model = GenericFakeChatModel(messages=iter([AIMessage(content=a) for a in answers]))
     context = itemgetter("question") | retriever | (lambda docs: docs[0].page_content)
     return RunnablePassthrough.assign(context=context) | prompt | model | StrOutputParser()
@@ -87,10 +89,12 @@ def main() -> None:
 
     # 2. Guard: one more line. A fabricated answer is regenerated (with the flagged claims as
     #    feedback), and the fallback is served if the answers stay fabricated.
-    chain = rag_chain([
-        "It opened in 1958 and is 900 metres long.",
-        "The Alder Bridge opened in 1931 and spans 412 metres.",
-    ])
+    chain = rag_chain(
+        [
+            "It opened in 1958 and is 900 metres long.",
+            "The Alder Bridge opened in 1931 and spans 412 metres.",
+        ]
+    )
     guarded = guard.wrap(chain, max_attempts=2)
     print(f"guard:   served: {guarded.invoke(question)!r}")
 

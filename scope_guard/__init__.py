@@ -20,11 +20,22 @@ from scope_guard.errors import (
 
 if TYPE_CHECKING:
     from scope_guard.features import PooledFeatures, pool_codes
+    from scope_guard.guard import ScopeGuard
+    from scope_guard.policy import Policy, RiskThresholds
     from scope_guard.reader import Reader, Reading
+    from scope_guard.risks import Risk
     from scope_guard.sae import JumpReLUSAE, load_sae, sae_stats
     from scope_guard.sites import Site
+    from scope_guard.types import Action, Exchange, RiskReport
 
 _LAZY = {
+    "ScopeGuard": "scope_guard.guard",
+    "Policy": "scope_guard.policy",
+    "RiskThresholds": "scope_guard.policy",
+    "Exchange": "scope_guard.types",
+    "RiskReport": "scope_guard.types",
+    "Action": "scope_guard.types",
+    "Risk": "scope_guard.risks",
     "Reader": "scope_guard.reader",
     "Reading": "scope_guard.reader",
     "JumpReLUSAE": "scope_guard.sae",
@@ -36,13 +47,20 @@ _LAZY = {
 }
 
 __all__ = [
+    "Action",
     "ArtifactError",
     "ConfigError",
+    "Exchange",
     "InputError",
     "JumpReLUSAE",
+    "Policy",
     "PooledFeatures",
     "Reader",
     "Reading",
+    "Risk",
+    "RiskReport",
+    "RiskThresholds",
+    "ScopeGuard",
     "ScopeGuardError",
     "ScopeViolation",
     "Site",

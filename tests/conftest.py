@@ -9,7 +9,7 @@ import pytest
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory):
     """Keep generated artifacts (miniature model and SAE) out of the user's cache."""
     root = tmp_path_factory.mktemp("scope_guard_cache")
     previous = os.environ.get("SCOPE_GUARD_CACHE")
@@ -22,7 +22,7 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def miniature_dir(_isolated_cache: Path) -> Path:
+def miniature_dir(isolated_cache: Path) -> Path:
     from scope_guard.reader import miniature_model_path
 
     return miniature_model_path()

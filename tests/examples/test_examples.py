@@ -19,7 +19,11 @@ def _run(script: str, *args: str, cache: Path) -> str:
     env = {**os.environ, "SCOPE_GUARD_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / script), *args],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
@@ -30,9 +34,9 @@ def _rows(db: Path) -> list[tuple[int, str]]:
         return [(r.attempt, r.action) for r in log.records(order="asc")]
 
 
-def test_wrap_rag_chain(tmp_path, _isolated_cache):
+def test_wrap_rag_chain(tmp_path, isolated_cache):
     db = tmp_path / "risk.db"
-    out = _run("wrap_rag_chain.py", "--log", str(db), cache=_isolated_cache)
+    out = _run("wrap_rag_chain.py", "--log", str(db), cache=isolated_cache)
     assert "monitor: served as is: 'It opened in 1958" in out
     assert "guard:   served: 'The Alder Bridge opened in 1931 and spans 412 metres.'" in out
     # monitor: 1 record; guard: attempt 1 (regenerate) and attempt 2 (allow)
@@ -40,17 +44,17 @@ def test_wrap_rag_chain(tmp_path, _isolated_cache):
     assert _rows(db)[-1][1] == "allow"
 
 
-def test_risk_log_example(tmp_path, _isolated_cache):
+def test_risk_log_example(tmp_path, isolated_cache):
     db = tmp_path / "risk.db"
-    out = _run("risk_log.py", "--log", str(db), cache=_isolated_cache)
+    out = _run("risk_log.py", "--log", str(db), cache=isolated_cache)
     assert "7 records in" in out
     assert len(_rows(db)) == 7
     assert "worst requests:" in out
 
 
 @pytest.mark.slow
-def test_calibrate_example(tmp_path, _isolated_cache):
-    out = _run("calibrate_detectors.py", "--out", str(tmp_path), cache=_isolated_cache)
+def test_calibrate_example(tmp_path, isolated_cache):
+    out = _run("calibrate_detectors.py", "--out", str(tmp_path), cache=isolated_cache)
     assert "grounding-only, held-out groups: AUROC" in out
     assert "fabrication-raw  (raw)" in out
     assert (tmp_path / "grounding-bundle" / "manifest.json").is_file()
