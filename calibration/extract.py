@@ -96,29 +96,31 @@ class ExtractedFeatures:
         return np.hstack(parts) if parts else np.zeros((self.n, 0))
 
 
+def _reader_namespace(reader: Reader, site: Site) -> dict[str, Any]:
+    """Everything about the reader that changes a site's activations."""
+    template = reader.tokenizer.chat_template if reader.encoder.uses_chat_template else None
+    return {
+        "reader": reader.fingerprint_upto(site.layer),
+        "dtype": reader.info.dtype,
+        "max_tokens": reader.max_tokens,
+        "chat_template": text_key(template) if template else None,
+        "site": str(site),
+    }
+
+
 def _sae_namespace(
     reader: Reader, site: Site, sae: JumpReLUSAE, pooling: Pooling
 ) -> dict[str, Any]:
     return {
         "kind": "sae",
-        "reader": reader.fingerprint,
-        "max_tokens": reader.max_tokens,
-        "chat_template": reader.encoder.uses_chat_template,
-        "site": str(site),
+        **_reader_namespace(reader, site),
         "sae": sae_fingerprint(sae),
         "pooling": str(pooling),
     }
 
 
 def _raw_namespace(reader: Reader, site: Site, pooling: Pooling) -> dict[str, Any]:
-    return {
-        "kind": "raw",
-        "reader": reader.fingerprint,
-        "max_tokens": reader.max_tokens,
-        "chat_template": reader.encoder.uses_chat_template,
-        "site": str(site),
-        "pooling": str(pooling),
-    }
+    return {"kind": "raw", **_reader_namespace(reader, site), "pooling": str(pooling)}
 
 
 class _MemoryCache(dict[str, dict[str, np.ndarray]]):
@@ -262,11 +264,15 @@ def _extract_grounding(
 ) -> int:
     from detectors.grounding import FEATURE_NAMES, FEATURES_VERSION
 
+    embedder = getattr(detector, "embedder", None)
     namespace = {
         "kind": "grounding",
         "version": FEATURES_VERSION,
         "names": text_key(list(FEATURE_NAMES)),
-        "detector": repr(detector.config) if hasattr(detector, "config") else "default",
+        "detector": repr(getattr(detector, "config", "default")),
+        # The embedder changes support scores: a different one must not reuse these features.
+        "embedder": f"{type(embedder).__module__}.{type(embedder).__qualname__}",
+        "embedder_config": repr(getattr(embedder, "__dict__", {}))[:2000],
     }
     cache = _open(cache_dir, namespace)
     keys = [text_key(ex.response, ex.contexts, ex.question) for ex in dataset]

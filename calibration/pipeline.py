@@ -242,7 +242,7 @@ def calibrate(
 
     bundle = DetectorBundle(
         detectors,
-        reader=DetectorBundle.reader_spec(reader) if reader is not None and sae_map else None,
+        reader=DetectorBundle.reader_spec(reader, detectors) if reader is not None else None,
         saes=[DetectorBundle.sae_spec(sae, site) for site, sae in sae_map.items()],
         training={
             **dataset_summary(data),
@@ -253,6 +253,9 @@ def calibrate(
             "n_train": len(tr),
             "n_test": len(te),
             "grounding_version": features.grounding_version,
+            # What the reader read: the examples' own prompts, or the rendered default. The
+            # guard reads the same way by default (ScopeGuard.from_bundle).
+            "prompt_mode": "observed" if any(ex.prompt is not None for ex in data) else "rendered",
         },
     )
     report = EvaluationReport(

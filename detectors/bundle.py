@@ -16,6 +16,7 @@ reader (by fingerprint), another SAE, or another grounding feature set.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ from detectors.bundle_manifest import (
     DetectorSpec,
     ReaderSpec,
     SAESpec,
+    manifest_digest,
     package_versions,
     sae_fingerprint,
     sha256_file,
@@ -102,8 +104,13 @@ class DetectorBundle:
         return self.detectors[name]
 
     @staticmethod
-    def reader_spec(reader: Reader) -> ReaderSpec:
+    def reader_spec(reader: Reader, detectors: Iterable[ProbeDetector]) -> ReaderSpec | None:
+        """The reader's identity as far as ``detectors`` use it (``None`` if none reads it)."""
+        layers = [s.layer for d in detectors for s in d.sites]
+        if not layers:
+            return None
         info = reader.info
+        template = reader.tokenizer.chat_template if reader.encoder.uses_chat_template else None
         return ReaderSpec(
             name=info.name,
             source=reader.source,
@@ -111,7 +118,10 @@ class DetectorBundle:
             model_type=info.model_type,
             n_layers=info.n_layers,
             d_model=info.d_model,
-            fingerprint=reader.fingerprint,
+            fingerprint=reader.fingerprint_upto(max(layers)),
+            fingerprint_layer=max(layers),
+            dtype=info.dtype,
+            chat_template=hashlib.sha256(str(template).encode()).hexdigest() if template else None,
             is_stand_in=info.is_stand_in,
         )
 
@@ -163,7 +173,9 @@ class DetectorBundle:
             training=self.training,
             files={TENSORS: sha256_file(folder / TENSORS)},
         )
-        (folder / MANIFEST).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+        data = manifest.model_dump(mode="json")
+        data["manifest_sha256"] = manifest_digest(data)
+        (folder / MANIFEST).write_text(json.dumps(data, indent=2), encoding="utf-8")
         logger.info("saved bundle with %d detector(s) to %s", len(specs), folder)
         return folder
 
@@ -186,6 +198,12 @@ class DetectorBundle:
         except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as exc:
             msg = f"{manifest_path} is not a valid bundle manifest: {exc}"
             raise ArtifactError(msg) from exc
+        if manifest.manifest_sha256 != manifest_digest(raw):
+            msg = (
+                f"bundle manifest {manifest_path} was altered after it was written (its "
+                "content no longer matches manifest_sha256)"
+            )
+            raise ArtifactError(msg)
         if manifest.schema_version != SCHEMA_VERSION:
             msg = (
                 f"bundle schema {manifest.schema_version} at {folder}; this scope-guard reads "
@@ -273,22 +291,39 @@ class DetectorBundle:
         )
 
     def check_reader(self, reader: Reader) -> None:
-        """Refuse a reader other than the one the bundle was fitted with."""
-        if self.reader is None:
+        """Refuse a reader other than the one the bundle was fitted with: other weights (up to
+        the deepest layer read), another chat template, or missing sites."""
+        spec = self.reader
+        if spec is None:
             return
-        if reader.fingerprint != self.reader.fingerprint:
-            msg = (
-                f"bundle was fitted with reader {self.reader.name!r} (fingerprint "
-                f"{self.reader.fingerprint[:12]}, {self.reader.model_type}, "
-                f"{self.reader.n_layers} layers, d_model {self.reader.d_model}); got "
-                f"{reader.name!r} (fingerprint {reader.fingerprint[:12]}, "
-                f"{reader.info.model_type}, {reader.n_layers} layers, d_model {reader.d_model})"
-            )
-            raise ArtifactError(msg)
         missing = {s for d in self.detectors.values() for s in d.sites} - set(reader.sites)
         if missing:
             msg = f"the reader does not capture {sorted(map(str, missing))}, which the bundle reads"
             raise ArtifactError(msg)
+        actual = reader.fingerprint_upto(spec.fingerprint_layer)
+        if actual != spec.fingerprint:
+            msg = (
+                f"bundle was fitted with reader {spec.name!r} (fingerprint {spec.fingerprint[:12]}"
+                f" up to layer {spec.fingerprint_layer}, {spec.model_type}, {spec.n_layers} "
+                f"layers, d_model {spec.d_model}); got {reader.name!r} (fingerprint "
+                f"{actual[:12]}, {reader.info.model_type}, {reader.n_layers} layers, "
+                f"d_model {reader.d_model})"
+            )
+            raise ArtifactError(msg)
+        template = reader.tokenizer.chat_template if reader.encoder.uses_chat_template else None
+        digest = hashlib.sha256(str(template).encode()).hexdigest() if template else None
+        if digest != spec.chat_template:
+            msg = (
+                "the reader renders exchanges with another chat template than the bundle was "
+                "fitted with (or uses none where the bundle used one)"
+            )
+            raise ArtifactError(msg)
+        if spec.dtype and reader.info.dtype != spec.dtype:
+            logger.warning(
+                "bundle was fitted with a %s reader; this one is %s (scores shift slightly)",
+                spec.dtype,
+                reader.info.dtype,
+            )
 
     def check_sae(self, sae: JumpReLUSAE, site: Site | str) -> None:
         """Refuse an SAE other than the one the bundle's features came from."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = [
     "DetectorSpec",
     "ReaderSpec",
     "SAESpec",
+    "manifest_digest",
     "package_versions",
     "sae_fingerprint",
     "sha256_file",
@@ -41,6 +43,11 @@ class ReaderSpec(BaseModel):
     n_layers: int
     d_model: int
     fingerprint: str
+    """:meth:`Reader.fingerprint_upto` ``fingerprint_layer``: the weights the features use."""
+    fingerprint_layer: int
+    dtype: str | None = None
+    chat_template: str | None = None
+    """sha256 of the chat template the exchanges were rendered with; ``None``: no template."""
     is_stand_in: bool = False
 
 
@@ -84,6 +91,8 @@ class BundleManifest(BaseModel):
     detectors: list[DetectorSpec]
     training: dict[str, Any] = {}
     files: dict[str, str] = {}
+    manifest_sha256: str | None = None
+    """sha256 of this manifest's canonical JSON without this field (see :func:`manifest_digest`)."""
 
 
 def sha256_file(path: Path) -> str:
@@ -95,11 +104,20 @@ def sha256_file(path: Path) -> str:
 
 
 def sae_fingerprint(sae: JumpReLUSAE) -> str:
-    """sha256 of an SAE's five tensors (float32 bytes) and its latent ids."""
+    """sha256 of an SAE's five tensors (as float32, so any dtype works) and its latent ids."""
     digest = hashlib.sha256()
-    for name in ("W_enc", "W_dec", "b_enc", "b_dec", "threshold", "latent_ids"):
-        digest.update(getattr(sae, name).detach().cpu().contiguous().numpy().tobytes())
+    for name in ("W_enc", "W_dec", "b_enc", "b_dec", "threshold"):
+        tensor = getattr(sae, name).detach().float().cpu().contiguous()
+        digest.update(tensor.numpy().tobytes())
+    digest.update(sae.latent_ids.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:32]
+
+
+def manifest_digest(data: dict[str, Any]) -> str:
+    """sha256 of a manifest's canonical JSON (sorted keys), ignoring ``manifest_sha256``."""
+    body = {k: v for k, v in data.items() if k != "manifest_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def package_versions() -> dict[str, str]:

@@ -177,4 +177,6 @@ def assemble(
             raise ConfigError(msg)
         codes = sae.encode(acts)
         parts.append(_pooled_block(block, codes, per_token_rows=per_token))
+    if not parts:  # an L1 probe that kept no feature: intercept only
+        return np.zeros((n_rows, 0))
     return np.concatenate(parts, axis=1).astype(np.float64)

@@ -88,7 +88,7 @@ class ProbeDetector:
         coef: ``(n_features,)`` coefficients in original feature units.
         intercept: Probe intercept.
         calibration: Map from the logit to a probability.
-        threshold: Decision threshold on the calibrated probability.
+        threshold: Decision threshold on the calibrated probability (above 1: never flags).
         saes: Per SAE-block site, the SAE narrowed to the block's latents.
         neuronpedia_ids: Per site, the SAE's Neuronpedia id (for latent links).
         info: Free metadata from the bundle (metrics, threshold rule, training summary).
@@ -115,8 +115,9 @@ class ProbeDetector:
                 f"{layout_width(self.blocks)} features"
             )
             raise ArtifactError(msg)
-        if not 0.0 <= self.threshold <= 1.0:
-            msg = f"detector {self.name!r}: threshold {self.threshold} is not in [0, 1]"
+        # A threshold above 1 is the "never flag" threshold a target no row can meet yields.
+        if not (self.threshold >= 0.0 and np.isfinite(self.threshold)):
+            msg = f"detector {self.name!r}: threshold {self.threshold} must be finite and >= 0"
             raise ConfigError(msg)
         for block in self.blocks:
             if block.kind is BlockKind.SAE and block.parsed_site not in self.saes:

@@ -55,8 +55,10 @@ class RiskThresholds(BaseModel):
         serve the fallback straight away from ``max(0.9, (1 + t) / 2)``; never block unless
         asked (blocking is the host application's call).
         """
-        if not 0.0 <= threshold <= 1.0:
-            msg = f"calibrated threshold {threshold} is not in [0, 1]"
+        if threshold > 1.0:  # the detector never flags: neither does the policy
+            return cls()
+        if not threshold >= 0.0:
+            msg = f"calibrated threshold {threshold} is negative"
             raise ConfigError(msg)
         return cls(
             warn=threshold / 2,

@@ -32,8 +32,9 @@ def build_demo_bundle(
 
     marker = folder / "manifest.json"
     if marker.is_file() and not rebuild:
-        manifest = json.loads(marker.read_text(encoding="utf-8"))
-        if (manifest.get("reader") or {}).get("fingerprint") == reader.fingerprint:
+        spec = json.loads(marker.read_text(encoding="utf-8")).get("reader") or {}
+        layer = spec.get("fingerprint_layer")
+        if isinstance(layer, int) and spec.get("fingerprint") == reader.fingerprint_upto(layer):
             return folder
     note("calibrating the demo detectors on built-in examples (once; cached) ...")
     examples = tuple(LabeledExample.model_validate(r) for r in demo_training_examples())
@@ -47,7 +48,7 @@ def build_demo_bundle(
         detectors.extend(result.bundle.detectors.values())
     bundle = DetectorBundle(
         detectors,
-        reader=DetectorBundle.reader_spec(reader),
+        reader=DetectorBundle.reader_spec(reader, detectors),
         saes=[DetectorBundle.sae_spec(sae, site) for site, sae in saes.items()],
         training={"source": "scope-guard demo examples", "n": len(dataset)},
     )

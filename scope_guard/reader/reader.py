@@ -95,6 +95,7 @@ class Reader:
         for site in self.sites:
             site_module(self.layers, site)  # fails early, naming the site, if it cannot be hooked
         self.config = getattr(self.decoder, "config", None) or getattr(model, "config", None)
+        _require_eager_for_gemma2(self.decoder)
         self.tokenizer = tokenizer
         self.encoder = ExchangeEncoder(tokenizer, max_tokens, use_chat_template=use_chat_template)
         self.name = name or type(model).__name__
@@ -215,22 +216,38 @@ class Reader:
         )
 
     @functools.cached_property
-    def fingerprint(self) -> str:
-        """A short hash identifying the reader's weights, for bundle compatibility checks.
+    def _digests(self) -> tuple[bytes, tuple[bytes, ...]]:
+        """sha256 of the architecture + embedding, and of each loaded layer's parameters.
 
-        Hashes the architecture and a slice of every parameter of the embedding and of each
-        loaded layer (a fine-tune that changes any of them changes the hash), rounded to bf16
-        so the same checkpoint gives the same fingerprint in any dtype it is loaded in.
+        Each parameter contributes a slice, rounded to bf16, so the same checkpoint gives the
+        same digests in any dtype it is loaded in, and a fine-tune of any layer changes them.
         """
-        digest = hashlib.sha256()
+
+        def digest(tensors: Any) -> bytes:
+            h = hashlib.sha256()
+            for tensor in tensors:
+                rounded = tensor.detach().reshape(-1)[:1024].to(torch.bfloat16).float()
+                h.update(rounded.cpu().numpy().tobytes())
+            return h.digest()
+
         meta = (self.info.model_type, self.n_layers, self.d_model, self.tokenizer.vocab_size)
-        digest.update(repr(meta).encode())
         embedding = cast(Any, self.decoder).get_input_embeddings().weight[:256]
-        tensors = [embedding, *(p.reshape(-1)[:1024] for p in self.layers.parameters())]
-        for tensor in tensors:
-            rounded = tensor.detach().reshape(-1).to(torch.bfloat16).float().cpu().numpy()
-            digest.update(rounded.tobytes())
-        return digest.hexdigest()[:32]
+        head = hashlib.sha256(repr(meta).encode() + digest([embedding])).digest()
+        return head, tuple(digest(layer.parameters()) for layer in self.layers)
+
+    def fingerprint_upto(self, layer: int) -> str:
+        """A short hash of the weights that determine activations up to ``layer`` (inclusive):
+        the embedding and layers ``0..layer``. Deeper layers, loaded or not, do not count."""
+        head, layers = self._digests
+        if not 0 <= layer < len(layers):
+            msg = f"cannot fingerprint up to layer {layer}: {len(layers)} layers are loaded"
+            raise ConfigError(msg)
+        return hashlib.sha256(head + b"".join(layers[: layer + 1])).hexdigest()[:32]
+
+    @property
+    def fingerprint(self) -> str:
+        """:meth:`fingerprint_upto` the reader's deepest site."""
+        return self.fingerprint_upto(max(s.layer for s in self.sites))
 
     # ------------------------------------------------------------------ reading
     def read(self, prompt: str, response: str) -> Reading:
@@ -327,3 +344,18 @@ class Reader:
             reader=self.name,
             is_stand_in=self.is_stand_in,
         )
+
+
+def _require_eager_for_gemma2(decoder: nn.Module) -> None:
+    """Gemma 2 soft-caps attention logits, which only the eager implementation computes."""
+    config = getattr(decoder, "config", None)
+    if getattr(config, "model_type", None) != "gemma2":
+        return
+    if getattr(config, "_attn_implementation", "eager") == "eager":
+        return
+    logger.warning("switching the Gemma 2 reader to eager attention (soft-capping needs it)")
+    try:
+        cast(Any, decoder).set_attn_implementation("eager")
+    except (AttributeError, ValueError) as exc:
+        msg = "a Gemma 2 reader needs attn_implementation='eager'; load the model with it"
+        raise ConfigError(msg) from exc

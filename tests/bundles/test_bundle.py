@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -67,7 +68,7 @@ def _detector(sae, name="fabrication", calibration=None):
 def _bundle(reader, sae, detectors):
     return DetectorBundle(
         detectors,
-        reader=DetectorBundle.reader_spec(reader),
+        reader=DetectorBundle.reader_spec(reader, detectors),
         saes=[DetectorBundle.sae_spec(sae, SITE)],
         training={"content_hash": "abc"},
     )
@@ -129,15 +130,34 @@ def test_altered_tensor_file_is_refused(reader, sae, tmp_path):
 
 
 def test_altered_manifest_is_refused(reader, sae, tmp_path):
+    from detectors.bundle_manifest import manifest_digest
+
     _bundle(reader, sae, [_detector(sae)]).save(tmp_path)
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    path = tmp_path / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["detectors"][0]["threshold"] = 0.999  # a quiet edit that would change decisions
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="was altered after it was written"):
+        DetectorBundle.load(tmp_path)
     manifest["schema_version"] = 99
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    manifest["manifest_sha256"] = manifest_digest(manifest)
+    path.write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="schema 99"):
         DetectorBundle.load(tmp_path)
-    (tmp_path / "manifest.json").write_text("{not json")
+    path.write_text("{not json")
     with pytest.raises(ArtifactError, match="not a valid bundle manifest"):
         DetectorBundle.load(tmp_path)
+
+
+def test_reader_identity_covers_only_the_layers_read(reader, sae, tmp_path):
+    """A reader that also captures deeper sites (more layers loaded) is the same reader."""
+    _bundle(reader, sae, [_detector(sae)]).save(tmp_path)
+    deeper = Reader.miniature([SITE, "resid_post@5"])
+    assert deeper.fingerprint != reader.fingerprint
+    assert DetectorBundle.load(tmp_path, reader=deeper)["fabrication"].sites == (SITE,)
+    no_template = Reader.miniature([SITE], use_chat_template=False)
+    with pytest.raises(ArtifactError, match="chat template"):
+        DetectorBundle.load(tmp_path, reader=no_template)
 
 
 def test_another_reader_is_refused(reader, sae, tmp_path, miniature_dir):
@@ -145,7 +165,7 @@ def test_another_reader_is_refused(reader, sae, tmp_path, miniature_dir):
     other = Reader.from_pretrained(miniature_dir, [SITE], dtype="float32")
     with torch.no_grad():
         other.layers[0].mlp.up_proj.weight.mul_(1.5)
-    other.__dict__.pop("fingerprint", None)
+    other.__dict__.pop("_digests", None)
     with pytest.raises(ArtifactError, match="fitted with reader"):
         DetectorBundle.load(tmp_path, reader=other)
     wrong_site = Reader.miniature(["resid_post@2"])
@@ -228,3 +248,37 @@ def test_grounding_block_needs_matching_features(sae):
         det_stale.score(grounding=result)
     with pytest.raises(ConfigError, match="needs a grounding result"):
         det.score()
+
+
+def test_sae_fingerprint_is_dtype_independent(sae):
+    from detectors.bundle_manifest import sae_fingerprint
+
+    assert sae_fingerprint(copy.deepcopy(sae).to(torch.bfloat16))  # no numpy-bf16 crash
+    # Values exactly representable in fp16 hash the same in fp32 and fp16.
+    exact = JumpReLUSAE(
+        sae.W_enc.half().float(),
+        sae.W_dec.half().float(),
+        sae.b_enc,
+        sae.b_dec,
+        sae.threshold,
+        info=sae.info,
+    )
+    fp32 = sae_fingerprint(exact)
+    assert sae_fingerprint(copy.deepcopy(exact).to(torch.float16)) == fp32
+
+
+def test_intercept_only_and_never_flagging_detectors():
+    det = ProbeDetector(
+        name="fabrication",
+        risk="fabrication",
+        blocks=[],
+        coef=np.zeros(0),
+        intercept=0.3,
+        calibration=CalibrationMap(method="sigmoid"),
+        threshold=1.0000000000000002,
+    )
+    score = det.score()
+    assert score.probability == pytest.approx(1 / (1 + math.exp(-0.3)))
+    assert not score.flagged
+    assert not det.needs_reader
+    assert not det.needs_grounding

@@ -178,14 +178,19 @@ def test_callable_and_langchain_embedders_and_cache() -> None:
 
 def test_no_torch_import_and_linear_time(detector: GroundingDetector) -> None:
     sentence = "Officials in Springfield said the river rose 3 metres on Tuesday after heavy rain. "
+    detector.check("Warm up.", ["Warm up text."])
     timings = []
     for n in (200, 1600):
         ctx = sentence * n
-        t0 = time.perf_counter()
-        res = detector.check("The river rose 3 metres in Springfield.", [ctx])
-        timings.append(time.perf_counter() - t0)
+        best = float("inf")
+        for _ in range(3):  # best of three: robust to a busy machine
+            t0 = time.perf_counter()
+            res = detector.check("The river rose 3 metres in Springfield.", [ctx])
+            best = min(best, time.perf_counter() - t0)
+        timings.append(best)
         assert res.claims[0].supported
-    assert timings[1] < 8 * timings[0] + 0.5  # 8x the input, well under quadratic growth
+    # 8x the input: linear growth is ~8x; quadratic would be ~64x.
+    assert timings[1] < 20 * timings[0] + 0.5
 
 
 def test_detector_import_does_not_load_torch() -> None:

@@ -137,7 +137,7 @@ def test_bundle_for_another_reader_is_refused(tmp_path, miniature_dir):
     other = Reader.from_pretrained(miniature_dir, ["resid_post@3"], dtype="float32")
     with torch.no_grad():
         other.layers[1].mlp.down_proj.weight.mul_(2.0)
-    other.__dict__.pop("fingerprint", None)
+    other.__dict__.pop("_digests", None)
     with pytest.raises(ArtifactError, match="fitted with reader"):
         ScopeGuard.from_bundle(tmp_path, reader=other)
 

@@ -124,3 +124,51 @@ def test_bad_inputs(dataset):
         CalibrationSettings(risk="fabrication", threshold_rule="fpr")
     with pytest.raises(ConfigError, match="unknown risk"):
         CalibrationSettings(risk="lying")
+
+
+def test_cache_keys_cover_embedder_and_reader_dtype(dataset, tmp_path):
+    class Shuffled:
+        """Another embedder: features must be recomputed, not read from the TF-IDF cache."""
+
+        def __call__(self, texts):
+            rng = np.random.default_rng(0)
+            return rng.normal(size=(len(texts), 8))
+
+    small = dataset.subset(range(12))
+    first = extract_features(
+        small, grounding=GroundingDetector(), cache_dir=tmp_path, progress=False
+    )
+    other = extract_features(
+        small, grounding=GroundingDetector(embedder=Shuffled()), cache_dir=tmp_path, progress=False
+    )
+    unique = len({(ex.response, tuple(ex.contexts), ex.question) for ex in small})
+    assert first.n_computed == other.n_computed == unique
+    sae = load_sae(miniature_sae_path())
+    computed = []
+    for dtype in ("float32", "bfloat16", "float32"):
+        reader = Reader.miniature(["resid_post@3"], dtype=dtype)
+        got = extract_features(
+            small, reader=reader, saes={"resid_post@3": sae}, cache_dir=tmp_path, progress=False
+        )
+        computed.append(got.n_computed)
+    # bf16 never reuses fp32 activations; the second fp32 run reuses the first one's.
+    assert computed[0] == computed[1] > 0
+    assert computed[2] == 0
+
+
+def test_probe_that_keeps_no_feature_gives_a_working_detector(dataset):
+    """C so small that L1 zeroes every coefficient: an intercept-only detector, not a crash."""
+    reader = Reader.miniature(["resid_post@3"])
+    settings = CalibrationSettings(risk="fabrication", C=1e-6, n_bootstrap=10, n_splits=3)
+    result = calibrate(
+        dataset.subset(range(48)),
+        settings,
+        reader=reader,
+        saes={"resid_post@3": load_sae(miniature_sae_path())},
+        progress=False,
+    )
+    det = result.bundle["fabrication"]
+    assert det.blocks == ()
+    assert not det.needs_reader
+    score = det.score()
+    assert 0.0 <= score.probability <= 1.0
