@@ -180,6 +180,13 @@ def fit_calibration_map(
         msg = f"unknown calibration method {method!r}; valid: {[*METHODS, 'auto']}"
         raise ConfigError(msg)
     s, y_arr = _inputs(scores, y)
+    if s.size and s.min() == s.max():
+        # Constant scores carry no ranking: any slope is arbitrary (a temperature would be
+        # fitted to noise and map every other score to 0 or 1). Predict the base rate.
+        n_pos = float(y_arr.sum())
+        base = float(np.log((n_pos + 1.0) / (y_arr.size - n_pos + 1.0)))
+        logger.warning("calibration scores are constant; the map predicts the base rate")
+        return CalibrationMap(method="sigmoid", a=0.0, b=base)
     if method != "auto":
         return _FITTERS[method](s, y_arr)
     try:

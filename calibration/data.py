@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, overload
 
@@ -37,6 +38,9 @@ __all__ = [
     "read_jsonl",
     "render_prompt",
 ]
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class LabeledSpan(BaseModel):
@@ -88,6 +92,17 @@ class LabeledExample(BaseModel):
     spans: list[LabeledSpan] = Field(default_factory=list)
     group: str | None = Field(default=None, min_length=1)
     meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("question", "response", "prompt", "contexts")
+    @classmethod
+    def _no_lone_surrogates(cls, value: Any) -> Any:
+        # JSON may escape half a surrogate pair ("\ud800"); such text cannot be encoded, hashed
+        # or tokenized. One replacement character per code point keeps every span offset valid.
+        if isinstance(value, str):
+            return _LONE_SURROGATE.sub("\ufffd", value)
+        if isinstance(value, list):
+            return [_LONE_SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v for v in value]
+        return value
 
     @field_validator("id", "response")
     @classmethod

@@ -204,6 +204,9 @@ def compute_metrics(
     if n_bootstrap < 0:
         msg = f"n_bootstrap must be >= 0, got {n_bootstrap}"
         raise ConfigError(msg)
+    if not np.isfinite(threshold):
+        msg = f"threshold must be a finite number, got {threshold!r}"
+        raise ConfigError(msg)
     order = np.argsort(-p, kind="stable")
     y_s, p_s = y_arr[order].astype(np.float64), p[order]
     tie_end = np.r_[np.flatnonzero(np.diff(p_s)), p_s.size - 1]
@@ -264,6 +267,9 @@ def metrics_by(
         msg = f"field_values has {keys.shape[0]} rows but the labels have {y_arr.shape[0]}"
         raise InputError(msg)
     g = None if groups is None else np.asarray(groups)
+    if g is not None and g.shape[0] != y_arr.shape[0]:
+        msg = f"groups has {g.shape[0]} rows but the labels have {y_arr.shape[0]}"
+        raise InputError(msg)
     out = {}
     for key in sorted(set(keys.tolist())):
         rows = np.flatnonzero(keys == key)

@@ -65,9 +65,11 @@ def figure_names(report: EvaluationReport) -> list[FigureNames | None]:
         if not evaluation.y:
             names.append(None)
             continue
-        stem = _slug(evaluation.detector)
-        if stem in seen:
-            stem = f"{stem}-{index}"
+        base = stem = _slug(evaluation.detector)
+        suffix = index
+        while stem in seen:  # "x", "x-2", "x" must not map the third onto the second
+            stem = f"{base}-{suffix}"
+            suffix += 1
         seen.add(stem)
         names.append(FigureNames(f"{stem}-reliability.png", f"{stem}-histogram.png"))
     return names

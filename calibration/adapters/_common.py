@@ -39,7 +39,7 @@ RowT = TypeVar("RowT", bound=BaseModel)
 
 def text_hash(text: str) -> str:
     """SHA-256 hex digest of ``text`` (UTF-8): the group key of a shared document or question."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def validation_messages(exc: ValidationError) -> list[str]:

@@ -152,7 +152,10 @@ def read_sae(
     d_model, d_sae = tensors["W_enc"].shape
     for key, value in (("d_model", d_model), ("d_sae", d_sae)):
         declared = meta.pop(key, None)
-        if declared is not None and int(declared) != value:
+        if declared is not None and (isinstance(declared, bool) or not isinstance(declared, int)):
+            msg = f"{target}: the config's {key} must be an integer, got {declared!r}"
+            raise ArtifactError(msg)
+        if declared is not None and declared != value:
             msg = f"{target}: the config declares {key}={declared} but the tensors have {value}"
             raise ArtifactError(msg)
     info = SAEInfo(

@@ -27,7 +27,11 @@ from scope_guard.errors import ArtifactError, ConfigError
 from scope_guard.hub import hub_cache_dir, offline_mode
 from scope_guard.sae.formats import LoadedParams, read_sae
 from scope_guard.sae.jumprelu import JumpReLUSAE, SAEInfo
-from scope_guard.sae.registry import SAERegistryEntry, known_releases, resolve_sae_id
+from scope_guard.sae.registry import (
+    SAERegistryEntry,
+    is_registry_id,
+    resolve_sae_id,
+)
 
 __all__ = ["load_sae"]
 
@@ -67,10 +71,6 @@ def _download(
     return Path(str(path))
 
 
-def _is_registry_id(source: str) -> bool:
-    return source.strip().split("/", 1)[0].removesuffix("-canonical") in known_releases()
-
-
 def load_sae(
     source: str | Path | SAERegistryEntry,
     *,
@@ -104,7 +104,7 @@ def load_sae(
         raise ConfigError(msg)
     if isinstance(source, SAERegistryEntry):
         loaded = _load_entry(source, expected_d_model, cache_dir, local_files_only)
-    elif isinstance(source, str) and not Path(source).exists() and _is_registry_id(source):
+    elif isinstance(source, str) and not Path(source).exists() and is_registry_id(source):
         entry = resolve_sae_id(source)
         loaded = _load_entry(entry, expected_d_model, cache_dir, local_files_only)
     else:

@@ -110,13 +110,28 @@ def known_releases() -> tuple[str, ...]:
     return tuple(names)
 
 
+def normalize_sae_id(sae_id: str) -> str:
+    """An id as the registry spells it: outer and per-part whitespace and slashes removed."""
+    return "/".join(part.strip() for part in str(sae_id).strip().strip("/").split("/"))
+
+
+def is_registry_id(text: str) -> bool:
+    """Whether ``text`` names a registry release (Gemma Scope 1, its ``-canonical`` twin, or
+    Gemma Scope 2), whatever follows."""
+    release = normalize_sae_id(text).split("/", 1)[0]
+    return (
+        release.removesuffix("-canonical") in _data()["gemma_scope_1"]
+        or _GS2_RELEASE.match(release) is not None
+    )
+
+
 def resolve_sae_id(sae_id: str) -> SAERegistryEntry:
     """Resolve a registry id to its repo, file, site and metadata.
 
     Raises:
         ConfigError: on an unknown release, layer, width or L0, listing the valid options.
     """
-    text = str(sae_id).strip().strip("/")
+    text = normalize_sae_id(sae_id)
     release, _, tail = text.partition("/")
     if (
         release in _data()["gemma_scope_1"]
@@ -312,7 +327,7 @@ def neuronpedia_url(entry: SAERegistryEntry | str, latent: int) -> str:
         ConfigError: if the SAE has no Neuronpedia page or ``latent`` is out of range.
     """
     d_sae = None
-    if isinstance(entry, str) and entry.split("/", 1)[0] in known_releases():
+    if isinstance(entry, str) and is_registry_id(entry):
         entry = resolve_sae_id(entry)
     if isinstance(entry, SAERegistryEntry):
         if entry.neuronpedia_id is None:
@@ -323,7 +338,7 @@ def neuronpedia_url(entry: SAERegistryEntry | str, latent: int) -> str:
             raise ConfigError(msg)
         np_id, d_sae = entry.neuronpedia_id, entry.d_sae
     else:
-        np_id = entry.strip("/")
+        np_id = normalize_sae_id(entry)
     if (
         isinstance(latent, bool)
         or not isinstance(latent, int)

@@ -59,6 +59,9 @@ def sae_stats(
     if n_tokens == 0:
         msg = "sae_stats needs at least one token"
         raise InputError(msg)
+    if not bool(torch.isfinite(x).all()):
+        msg = "activations hold NaN or infinite values: FVU and L0 would be meaningless"
+        raise InputError(msg)
     if batch_size <= 0:
         msg = f"batch_size must be positive, got {batch_size}"
         raise InputError(msg)
