@@ -57,11 +57,16 @@ def evaluation_of(
     breakdown: tuple[str, np.ndarray] | None,
     n_bootstrap: int,
     random_state: int,
+    *,
+    thresholds: np.ndarray | None = None,
 ) -> DetectorEvaluation:
+    """Metrics of ``detector`` on scored rows (``thresholds``: one per row, when the rows were
+    scored by several fold models; default: the detector's own threshold)."""
+    threshold: float | np.ndarray = detector.threshold if thresholds is None else thresholds
     metrics = compute_metrics(
         y,
         probs,
-        detector.threshold,
+        threshold,
         groups=groups,
         n_bootstrap=n_bootstrap,
         random_state=random_state,
@@ -73,7 +78,7 @@ def evaluation_of(
             np.array([str(v) for v in values], dtype=object),
             y,
             probs,
-            detector.threshold,
+            threshold,
             groups=groups,
             n_bootstrap=n_bootstrap,
             random_state=random_state,

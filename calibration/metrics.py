@@ -133,7 +133,12 @@ def expected_calibration_error(y: Any, probs: Any, n_bins: int = 15) -> float:
 
 
 def _weighted(
-    W: np.ndarray, y: np.ndarray, p: np.ndarray, tie_end: np.ndarray, onehot: np.ndarray, t: float
+    W: np.ndarray,
+    y: np.ndarray,
+    p: np.ndarray,
+    tie_end: np.ndarray,
+    onehot: np.ndarray,
+    t: float | np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Every metric for each row of weights ``W (b, n)``; rows sorted by ``p`` descending."""
     Wy, Wn = W * y, W * (1 - y)
@@ -177,7 +182,7 @@ def _interval(value: float, samples: np.ndarray) -> Interval:
 def compute_metrics(
     y: Any,
     probs: Any,
-    threshold: float,
+    threshold: float | np.ndarray,
     *,
     groups: Any = None,
     n_bootstrap: int = 1000,
@@ -189,7 +194,9 @@ def compute_metrics(
     Args:
         y: Binary labels, shape ``(n,)``.
         probs: Calibrated probabilities, shape ``(n,)``.
-        threshold: Decision threshold.
+        threshold: Decision threshold, or one per row, shape ``(n,)`` (cross-validated
+            evaluation: each row is flagged by the threshold of the model that scored it;
+            ``Metrics.threshold`` then reports their mean).
         groups: Group label per row; the bootstrap then resamples whole groups (cluster
             bootstrap). ``None`` resamples rows.
         n_bootstrap: Number of resamples; 0 gives NaN intervals.
@@ -204,14 +211,18 @@ def compute_metrics(
     if n_bootstrap < 0:
         msg = f"n_bootstrap must be >= 0, got {n_bootstrap}"
         raise ConfigError(msg)
-    if not np.isfinite(threshold):
-        msg = f"threshold must be a finite number, got {threshold!r}"
+    thr = np.asarray(threshold, dtype=np.float64)
+    if thr.ndim not in (0, 1) or (thr.ndim == 1 and thr.shape[0] != p.size):
+        msg = f"threshold must be a number or one per row ({p.size}), got shape {thr.shape}"
+        raise ConfigError(msg)
+    if not np.isfinite(thr).all():
+        msg = f"threshold must be finite, got {threshold!r}"
         raise ConfigError(msg)
     order = np.argsort(-p, kind="stable")
     y_s, p_s = y_arr[order].astype(np.float64), p[order]
     tie_end = np.r_[np.flatnonzero(np.diff(p_s)), p_s.size - 1]
     onehot = np.eye(n_bins)[_bins(p_s, n_bins)]
-    args = (y_s, p_s, tie_end, onehot, float(threshold))
+    args = (y_s, p_s, tie_end, onehot, thr[order] if thr.ndim else float(thr))
     point = {k: float(v[0]) for k, v in _weighted(np.ones((1, p.size)), *args).items()}
 
     codes = as_group_codes(groups, p.size)[order]
@@ -230,7 +241,7 @@ def compute_metrics(
     return Metrics(
         n=int(p.size),
         n_positive=int(y_arr.sum()),
-        threshold=float(threshold),
+        threshold=float(thr.mean()) if thr.size else float("nan"),
         n_groups=None if groups is None else n_groups,
         n_bootstrap=n_bootstrap,
         **fields,
@@ -241,7 +252,7 @@ def metrics_by(
     field_values: Any,
     y: Any,
     probs: Any,
-    threshold: float,
+    threshold: float | np.ndarray,
     *,
     groups: Any = None,
     min_size: int = 30,
@@ -253,7 +264,7 @@ def metrics_by(
         field_values: The field's value per row, shape ``(n,)``; keys are ``str(value)``.
         y: Binary labels, shape ``(n,)``.
         probs: Calibrated probabilities, shape ``(n,)``.
-        threshold: Decision threshold.
+        threshold: Decision threshold, or one per row (sliced along with the rows).
         groups: Group label per row, sliced along with the rows.
         min_size: Slices with fewer rows get NaN intervals (no bootstrap).
         **kw: Passed to :func:`compute_metrics` (``n_bootstrap``, ``random_state``, ``n_bins``).
@@ -277,5 +288,7 @@ def metrics_by(
         if rows.size < min_size:
             sub_kw["n_bootstrap"] = 0
         sub_groups = None if g is None else g[rows]
-        out[key] = compute_metrics(y_arr[rows], p[rows], threshold, groups=sub_groups, **sub_kw)
+        thr = np.asarray(threshold, dtype=np.float64)
+        sub_thr = thr[rows] if thr.ndim == 1 else float(thr)
+        out[key] = compute_metrics(y_arr[rows], p[rows], sub_thr, groups=sub_groups, **sub_kw)
     return out

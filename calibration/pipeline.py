@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -32,10 +32,10 @@ from calibration.evaluation import (
     stand_in_notes,
 )
 from calibration.extract import extract_features
-from calibration.layouts import narrow_layout, probe_variants
+from calibration.layouts import Variant, narrow_layout, probe_variants
 from calibration.probe import SparseProbe
 from calibration.report_model import EvaluationReport
-from calibration.splits import cross_fit_scores, group_train_test_split, take_rows
+from calibration.splits import cross_fit_scores, group_folds, group_train_test_split, take_rows
 from calibration.thresholds import threshold_for_f1, threshold_for_fpr, threshold_for_precision
 from detectors.bundle import DetectorBundle
 from detectors.feature_blocks import BlockKind
@@ -74,6 +74,13 @@ class CalibrationSettings:
         n_bootstrap: Bootstrap resamples for the metric intervals.
         breakdown: Meta field for per-value metrics (default: the first of task_type, domain,
             source, category that the data has).
+        evaluation: ``"holdout"``: hold out ``test_size`` of the groups, fit on the rest, and
+            report on the held-out groups; the bundle is the detector fitted on the rest.
+            ``"cv"``: ``n_outer`` grouped folds; each fold's groups are scored by the whole
+            pipeline (fit, calibration, threshold) run on the other folds, so every row is
+            held out once and the metrics use all of them; the bundle is then fitted on all
+            rows. Costs ``n_outer + 1`` fits.
+        n_outer: Outer folds of ``evaluation="cv"``.
     """
 
     risk: Risk
@@ -87,6 +94,8 @@ class CalibrationSettings:
     random_state: int = 0
     n_bootstrap: int = 1000
     breakdown: str | None = None
+    evaluation: Literal["holdout", "cv"] = "holdout"
+    n_outer: int = 5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "risk", Risk.parse(self.risk))
@@ -95,6 +104,12 @@ class CalibrationSettings:
             raise ConfigError(msg)
         if not 0.0 < self.test_size < 1.0:
             msg = f"test_size must be in (0, 1), got {self.test_size}"
+            raise ConfigError(msg)
+        if self.evaluation not in ("holdout", "cv"):
+            msg = f"evaluation must be 'holdout' or 'cv', got {self.evaluation!r}"
+            raise ConfigError(msg)
+        if self.n_outer < 2:
+            msg = f"n_outer must be >= 2, got {self.n_outer}"
             raise ConfigError(msg)
 
 
@@ -115,6 +130,82 @@ def _threshold(settings: CalibrationSettings, probs: np.ndarray, y: np.ndarray) 
     return float(threshold_for_f1(probs, y))
 
 
+@dataclass(frozen=True)
+class _Fitted:
+    detector: ProbeDetector
+    probe: SparseProbe
+    n_features: int
+
+
+def _fit_detector(
+    variant: Variant,
+    X: Any,
+    y: np.ndarray,
+    groups: np.ndarray,
+    rows: np.ndarray,
+    settings: CalibrationSettings,
+    sae_map: Mapping[Site, JumpReLUSAE],
+) -> _Fitted:
+    """The whole fitting recipe on ``rows``: probe, cross-fitted calibration, threshold."""
+
+    def make_probe(C: float | None = settings.C) -> SparseProbe:
+        return SparseProbe(
+            penalty=settings.penalty, C=C, cv=settings.n_splits, random_state=settings.random_state
+        )
+
+    X_tr, y_tr, g_tr = take_rows(X, rows), y[rows], groups[rows]
+    logger.info(
+        "fitting %s (%s) on %d rows, %d features",
+        variant.name,
+        variant.kind,
+        len(rows),
+        X.shape[1],
+    )
+    # The final probe picks C by group CV on these rows; the cross-fitted copies reuse that C
+    # (one scalar chosen on rows they later score: a negligible leak that saves n_splits
+    # nested searches).
+    probe = make_probe().fit(X_tr, y_tr, groups=g_tr)
+    oof = cross_fit_scores(
+        partial(make_probe, probe.C_),
+        X_tr,
+        y_tr,
+        g_tr,
+        n_splits=settings.n_splits,
+        random_state=settings.random_state,
+    )
+    cmap = fit_calibration_map(
+        oof, y_tr, settings.calibration, groups=g_tr, random_state=settings.random_state
+    )
+    threshold = _threshold(settings, cmap.apply(oof), y_tr)
+    blocks, coef = narrow_layout(variant.blocks, probe.coef_.ravel())
+    used = {b.parsed_site: b.latent_ids for b in blocks if b.kind is BlockKind.SAE}
+    detector = ProbeDetector(
+        name=variant.name,
+        risk=settings.risk,
+        blocks=blocks,
+        coef=coef,
+        intercept=float(probe.intercept_[0]),
+        calibration=cmap,
+        threshold=threshold,
+        saes={site: sae_map[site].narrow(latents) for site, latents in used.items()},
+        neuronpedia_ids={str(site): sae_map[site].info.neuronpedia_id for site in used},
+        info={
+            "kind": variant.kind,
+            "penalty": settings.penalty,
+            "C": float(probe.C_),
+            "n_features": int(X.shape[1]),
+            "threshold_rule": settings.threshold_rule,
+            "threshold_target": settings.threshold_target,
+            "n_train": len(rows),
+        },
+    )
+    return _Fitted(detector, probe, int(X.shape[1]))
+
+
+def _held_out_probs(fitted: _Fitted, X: Any, rows: np.ndarray) -> np.ndarray:
+    return fitted.detector.calibration.apply(fitted.probe.decision_function(take_rows(X, rows)))
+
+
 def calibrate(
     dataset: LabeledDataset,
     settings: CalibrationSettings,
@@ -129,7 +220,8 @@ def calibrate(
 
     With ``saes`` (and a reader), fits an SAE probe and a raw-activation baseline on the same
     rows, each over the grounding features too when ``grounding`` is given. Without SAEs, fits
-    a grounding-only detector (no model weights needed).
+    a grounding-only detector (no model weights needed). See
+    :attr:`CalibrationSettings.evaluation` for the two ways rows are held out.
 
     Raises:
         InputError: too few labeled examples or a single class.
@@ -150,91 +242,60 @@ def calibrate(
         progress=progress,
     )
     groups = data.groups()
-    split = group_train_test_split(
-        y, groups, test_size=settings.test_size, random_state=settings.random_state
-    )
-    tr, te = split.train, split.test
-    field_name = breakdown_field(data, settings.breakdown)
-    breakdown = (field_name, data.field(field_name)[te]) if field_name else None
-
-    def make_probe(C: float | None = settings.C) -> SparseProbe:
-        return SparseProbe(
-            penalty=settings.penalty,
-            C=C,
-            cv=settings.n_splits,
-            random_state=settings.random_state,
+    everything = np.arange(len(data))
+    if settings.evaluation == "cv":
+        folds = group_folds(
+            y, groups, n_splits=settings.n_outer, random_state=settings.random_state
         )
+        fit_rows, scored = everything, everything
+        split_info: dict[str, Any] = {
+            "method": f"{len(folds)}-fold grouped cross-validation: each fold scored by the whole "
+            "pipeline fitted on the other folds; the bundle is fitted on all rows",
+            "n_folds": len(folds),
+        }
+    else:
+        split = group_train_test_split(
+            y, groups, test_size=settings.test_size, random_state=settings.random_state
+        )
+        fit_rows, scored = split.train, split.test
+        split_info = {
+            "method": "held-out groups (no group on both sides); calibration on cross-fitted "
+            "out-of-fold scores of the training groups",
+            "n_train": len(split.train),
+            "n_test": len(split.test),
+            "test_size": settings.test_size,
+        }
+    split_info.update(n_splits=settings.n_splits, random_state=settings.random_state)
+    field_name = breakdown_field(data, settings.breakdown)
+    breakdown = (field_name, data.field(field_name)[scored]) if field_name else None
 
     detectors, evaluations, held_out = [], [], {}
     for variant in probe_variants(risk, features, sae_map, reader):
         X = features.matrix(variant.blocks)
-        X_tr, y_tr, g_tr = take_rows(X, tr), y[tr], groups[tr]
-        logger.info(
-            "fitting %s (%s) on %d rows, %d features",
-            variant.name,
-            variant.kind,
-            len(tr),
-            X.shape[1],
-        )
-        # The final probe picks C by group CV on the training rows; the cross-fitted copies reuse
-        # that C (one scalar chosen on rows they later score: a negligible leak that saves
-        # n_splits nested searches).
-        probe = make_probe().fit(X_tr, y_tr, groups=g_tr)
-        oof = cross_fit_scores(
-            partial(make_probe, probe.C_),
-            X_tr,
-            y_tr,
-            g_tr,
-            n_splits=settings.n_splits,
-            random_state=settings.random_state,
-        )
-        cmap = fit_calibration_map(
-            oof, y_tr, settings.calibration, groups=g_tr, random_state=settings.random_state
-        )
-        threshold = _threshold(settings, cmap.apply(oof), y_tr)
-        blocks, coef = narrow_layout(variant.blocks, probe.coef_.ravel())
-        used = {b.parsed_site for b in blocks if b.kind is BlockKind.SAE}
-        detector = ProbeDetector(
-            name=variant.name,
-            risk=risk,
-            blocks=blocks,
-            coef=coef,
-            intercept=float(probe.intercept_[0]),
-            calibration=cmap,
-            threshold=threshold,
-            saes={
-                s: sae_map[s].narrow(
-                    next(
-                        b.latent_ids
-                        for b in blocks
-                        if b.parsed_site == s and b.kind is BlockKind.SAE
-                    )
-                )
-                for s in used
-            },
-            neuronpedia_ids={str(s): sae_map[s].info.neuronpedia_id for s in used},
-            info={
-                "kind": variant.kind,
-                "penalty": settings.penalty,
-                "C": float(probe.C_),
-                "n_features": int(X.shape[1]),
-                "threshold_rule": settings.threshold_rule,
-                "threshold_target": settings.threshold_target,
-                "n_train": len(tr),
-                "n_test": len(te),
-            },
-        )
-        probs = cmap.apply(probe.decision_function(take_rows(X, te)))
+        fitted = _fit_detector(variant, X, y, groups, fit_rows, settings, sae_map)
+        if settings.evaluation == "cv":
+            probs = np.empty(len(data))
+            thresholds = np.empty(len(data))
+            for train, test in folds:
+                fold = _fit_detector(variant, X, y, groups, train, settings, sae_map)
+                probs[test] = _held_out_probs(fold, X, test)
+                thresholds[test] = fold.detector.threshold
+        else:
+            probs = _held_out_probs(fitted, X, scored)
+            thresholds = np.full(len(scored), fitted.detector.threshold)
+        detector = fitted.detector
+        detector.info["n_test"] = len(scored)
         held_out[variant.name] = probs
         evaluation = evaluation_of(
             detector,
             variant.kind,
-            y[te],
+            y[scored],
             probs,
-            groups[te],
+            groups[scored],
             breakdown,
             settings.n_bootstrap,
             settings.random_state,
+            thresholds=thresholds,
         )
         detector.info["metrics"] = evaluation.metrics.model_dump(mode="json")
         detectors.append(detector)
@@ -247,11 +308,9 @@ def calibrate(
         training={
             **dataset_summary(data),
             "risk": str(risk),
-            "split": "group_train_test_split",
-            "test_size": settings.test_size,
-            "random_state": settings.random_state,
-            "n_train": len(tr),
-            "n_test": len(te),
+            "evaluation": settings.evaluation,
+            "split": split_info,
+            "n_fit": len(fit_rows),
             "grounding_version": features.grounding_version,
             # What the reader read: the examples' own prompts, or the rendered default. The
             # guard reads the same way by default (ScopeGuard.from_bundle).
@@ -263,15 +322,7 @@ def calibrate(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         dataset=dataset_summary(data),
         reader=reader_summary(reader),
-        split={
-            "method": "held-out groups (no group on both sides); calibration on cross-fitted "
-            "out-of-fold scores of the training groups",
-            "n_train": len(tr),
-            "n_test": len(te),
-            "test_size": settings.test_size,
-            "n_splits": settings.n_splits,
-            "random_state": settings.random_state,
-        },
+        split=split_info,
         evaluations=evaluations,
         notes=stand_in_notes(reader),
     )

@@ -49,6 +49,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--threshold-rule", choices=["f1", "fpr", "precision"], default="f1")
     p.add_argument("--target", type=float, help="target FPR or precision of the threshold rule")
     p.add_argument("--test-size", type=float, default=0.25, help="fraction of groups held out")
+    p.add_argument(
+        "--evaluation",
+        choices=["holdout", "cv"],
+        default="holdout",
+        help="holdout: report on held-out groups; cv: every group held out once (outer "
+        "grouped folds), bundle fitted on all rows",
+    )
+    p.add_argument("--outer-folds", type=int, default=5, help="outer folds of --evaluation cv")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
@@ -80,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         random_state=args.seed,
         n_bootstrap=args.bootstrap,
         breakdown=args.breakdown,
+        evaluation=args.evaluation,
+        n_outer=args.outer_folds,
     )
     if args.grounding_only and (args.reader or args.sae):
         msg = "--grounding-only excludes --reader and --sae"

@@ -79,3 +79,15 @@ def test_report_figure_names_never_collide(tmp_path):
     )
     paths = write_report(report, tmp_path)
     assert len(paths.images) == len(set(paths.images)) == 6
+
+
+def test_per_row_thresholds_flag_each_row_by_its_own():
+    y = np.array([1, 0, 1, 0])
+    p = np.array([0.6, 0.6, 0.4, 0.1])
+    # One threshold per row: row 0 flagged (0.6 >= 0.5), row 1 not (0.6 < 0.7), row 2 flagged.
+    m = compute_metrics(y, p, np.array([0.5, 0.7, 0.3, 0.3]), n_bootstrap=0)
+    assert m.precision.value == 1.0
+    assert m.recall.value == 1.0
+    assert m.threshold == pytest.approx(0.45)
+    with pytest.raises(ConfigError, match="one per row"):
+        compute_metrics(y, p, np.array([0.5, 0.5]), n_bootstrap=0)

@@ -172,3 +172,24 @@ def test_probe_that_keeps_no_feature_gives_a_working_detector(dataset):
     assert not det.needs_reader
     score = det.score()
     assert 0.0 <= score.probability <= 1.0
+
+
+def test_cross_validated_evaluation_scores_every_row(dataset, grounding_result):
+    _, cache = grounding_result
+    settings = CalibrationSettings(
+        risk="fabrication", n_bootstrap=20, n_splits=3, evaluation="cv", n_outer=4
+    )
+    result = calibrate(
+        dataset, settings, grounding=GroundingDetector(), cache_dir=cache, progress=False
+    )
+    (evaluation,) = result.report.evaluations
+    assert evaluation.metrics.n == len(dataset)  # every row held out once
+    assert result.report.split["n_folds"] == 4
+    detector = result.bundle["fabrication"]
+    assert detector.info["n_train"] == len(dataset)  # the bundle is fitted on all rows
+    assert evaluation.metrics.auroc.value > 0.9
+    # Each row was flagged by its own fold's threshold: the reported threshold is their mean,
+    # close to (not necessarily equal to) the final detector's.
+    assert 0.0 < evaluation.metrics.threshold <= 1.0
+    with pytest.raises(ConfigError, match="evaluation"):
+        CalibrationSettings(risk="fabrication", evaluation="bootstrap")
