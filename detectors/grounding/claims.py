@@ -2,9 +2,10 @@
 
 A claim is a sentence, a list item, or one clause of a sentence that joins several facts with
 "; " or ", and/but/while ...". Markdown markers (headings, bullets, numbers, bold) are left out
-of the span. Preambles ("Based on the passages, ..." is cut off the claim; "Sure! Here is a
-summary:" is dropped), refusals ("The passages do not mention ...") and questions back to the
-user are returned as segments that are not claims.
+of the span. Lead-ins ("Sure!", "Here is the answer:", "Based on the passages,"), refusal
+clauses ("the passages do not mention ...") and questions back to the user are returned as
+segments that are not claims; what else the sentence says stays a claim
+(:mod:`detectors.grounding.framing`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import re
 from itertools import pairwise
 from typing import Literal, NamedTuple
+
+from detectors.grounding.framing import clause_cuts, lead_in_end, refusal_spans
 
 __all__ = ["Segment", "SegmentKind", "split_claims", "split_sentences"]
 
@@ -28,34 +31,13 @@ _ABBREVIATIONS = frozenset(
     )
 )
 _BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s+[\"'“‘(\[]?[^\s\"'“‘(\[a-z])|[.!?…]+[\"'”’)\]]*$")
+# Characters looked back from a full stop for the word it ends (abbreviations are far shorter).
+_LOOK_BACK = 32
 _LINE = re.compile(r"[^\n]+")
 _MARKER = re.compile(
     r"^\s*(?:#{1,6}\s+|>\s*|[-*+•·]\s+|\(?\d{1,3}[.)]\s+|\(?[a-zA-Z][.)]\s+)?(?:\*\*|__)?\s*"
 )
 _TRAILING = re.compile(r"(?:\s|\*\*|__|\*)+$")
-_CLAUSE = re.compile(r";\s+|,\s+(?=(?:and|but|while|whereas|although|though|yet)\s)", re.IGNORECASE)
-_PREAMBLE_PREFIX = re.compile(
-    r"(?:(?:based|drawing)\s+(?:solely\s+|only\s+)?on|according\s+to|as\s+(?:stated|mentioned|"
-    r"described|noted|shown)\s+in|from|in)\s+(?:the\s+|this\s+|these\s+)?(?:given\s+|provided\s+"
-    r"|above\s+|available\s+|retrieved\s+|structured\s+|following\s+)*(?:passages?|context|"
-    r"information|documents?|text|data|article|news|sources?|reviews?|search\s+results?)"
-    r"(?:\s+(?:provided|given|above))?\s*(?:,|:)\s*",
-    re.IGNORECASE,
-)
-_PREAMBLE = re.compile(
-    r"^(?:sure|certainly|of course|okay|ok|great|absolutely)\b[^\n]{0,80}$|"
-    r"^here(?:'s|’s|\s+is|\s+are)\b|"
-    r"^(?:below|the following)\s+is\b|:\s*$",
-    re.IGNORECASE,
-)
-_REFUSAL = re.compile(
-    r"\b(?:i'?m|i\s+am)\s+(?:sorry|unable|not\s+able)|\bunable\s+to\s+(?:answer|determine|provide|find)|"
-    r"\b(?:cannot|can't|can\s+not)\s+(?:answer|determine|provide|find|be\s+determined)|"
-    r"\b(?:do|does|did)\s+not\s+(?:contain|provide|mention|include|specify|say|state|give|address)|"
-    r"\bthere\s+is\s+no\s+(?:information|mention)|\bno\s+information\s+(?:is|was|about|on)\b|"
-    r"\b(?:passages?|context|documents?|text)\s+(?:doesn't|don't|didn't)\b|\bnot\s+(?:mentioned|specified|provided)\s+in\b",
-    re.IGNORECASE,
-)
 
 
 class Segment(NamedTuple):
@@ -87,7 +69,9 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     spans: list[tuple[int, int]] = []
     cursor = 0
     for m in _BOUNDARY.finditer(region):
-        before = region[cursor : m.start()].rsplit(None, 1)
+        # Only the word before the mark matters: a bounded look-back keeps this linear when many
+        # abbreviations in a row leave the cursor behind ("Dr. Smith Dr. Smith ...").
+        before = region[max(cursor, m.start() - _LOOK_BACK) : m.start()].rsplit(None, 1)
         last = before[-1].lower().rstrip(".") if before else ""
         if m.group().startswith(".") and (
             last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha())
@@ -107,13 +91,7 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
 
 
 def _clauses(text: str, s: int, e: int, min_words: int) -> list[tuple[int, int]]:
-    cuts = [s]
-    for m in _CLAUSE.finditer(text, s, e):
-        left = text[cuts[-1] : m.start()]
-        right = text[m.end() : e]
-        if len(left.split()) >= min_words and len(right.split()) >= min_words:
-            cuts.append(m.end())
-    bounds = [*cuts, e]
+    bounds = clause_cuts(text, s, e, min_words)
     spans = []
     for a, b in pairwise(bounds):
         piece = text[a:b].rstrip(" ;,")
@@ -121,15 +99,49 @@ def _clauses(text: str, s: int, e: int, min_words: int) -> list[tuple[int, int]]
     return spans
 
 
-def _classify(text: str) -> SegmentKind:
-    stripped = text.strip().strip("*_").strip()
-    if stripped.endswith("?"):
-        return "question"
-    if _REFUSAL.search(stripped):
-        return "refusal"
-    if _PREAMBLE.search(stripped):
-        return "preamble"
-    return "claim"
+def _strip(text: str, s: int, e: int, lead: str = ",;:", trail: str = ",;") -> tuple[int, int]:
+    """``(s, e)`` narrowed past whitespace and the given punctuation at each end."""
+    while s < e and (text[s].isspace() or text[s] in lead):
+        s += 1
+    while e > s and (text[e - 1].isspace() or text[e - 1] in trail):
+        e -= 1
+    return s, e
+
+
+def _sentence(
+    text: str, s: int, e: int, min_words: int, after_source: bool
+) -> tuple[list[Segment], bool]:
+    """Segments of the sentence ``text[s:e]``: lead-ins and refusals cut out, the rest claims.
+
+    Returns:
+        The segments, and whether the sentence's subject is the sources (see
+        :func:`~detectors.grounding.framing.refusal_spans`).
+    """
+    out: list[Segment] = []
+
+    def emit(a: int, b: int, kind: SegmentKind) -> None:
+        a, b = _strip(text, a, b, *(("", "") if kind == "preamble" else (",;:", ",;")))
+        if kind == "claim" and text[a:b].endswith(":"):
+            kind = "preamble"  # "The answer to the question is: Unable to answer ..."
+        if b > a and (kind != "claim" or any(ch.isalnum() for ch in text[a:b])):
+            out.append(Segment(text[a:b], a, b, kind))
+
+    if text[s:e].strip().strip("*_").strip().endswith("?"):
+        return [Segment(text[s:e], s, e, "question")], False
+    p = lead_in_end(text, s, e)
+    if p > s:
+        emit(s, p, "preamble")
+    if p >= e:
+        return out, False
+    cursor = p
+    spans, source_subject = refusal_spans(text, p, e, min_words, after_source)
+    for a, b in [*spans, (e, e)]:
+        for cs, ce in _clauses(text, *_strip(text, cursor, a), min_words) if a > cursor else []:
+            emit(cs, ce, "claim")
+        if b > a:
+            emit(a, b, "refusal")
+        cursor = b
+    return out, source_subject
 
 
 def split_claims(text: str, *, clause_min_words: int = 5) -> list[Segment]:
@@ -144,6 +156,7 @@ def split_claims(text: str, *, clause_min_words: int = 5) -> list[Segment]:
         Segments in order; ``text[seg.start:seg.end] == seg.text`` for each.
     """
     out: list[Segment] = []
+    after_source = False
     for line in _LINE.finditer(text):
         ls, le = line.start(), line.end()
         raw = line.group()
@@ -162,22 +175,6 @@ def split_claims(text: str, *, clause_min_words: int = 5) -> list[Segment]:
             out.append(Segment(text[body_start:body_end], body_start, body_end, "heading"))
             continue
         for s, e in split_sentences(text, body_start, body_end):
-            kind = _classify(text[s:e])
-            if kind != "claim":
-                out.append(Segment(text[s:e], s, e, kind))
-                continue
-            pre = _PREAMBLE_PREFIX.match(text, s, e)
-            if pre and pre.end() < e:
-                out.append(
-                    Segment(
-                        text[s : pre.end()].rstrip(),
-                        s,
-                        s + len(text[s : pre.end()].rstrip()),
-                        "preamble",
-                    )
-                )
-                s = pre.end()
-            for cs, ce in _clauses(text, s, e, clause_min_words):
-                if any(ch.isalnum() for ch in text[cs:ce]):
-                    out.append(Segment(text[cs:ce], cs, ce, "claim"))
+            segments, after_source = _sentence(text, s, e, clause_min_words, after_source)
+            out.extend(segments)
     return out

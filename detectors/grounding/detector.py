@@ -133,7 +133,9 @@ class GroundingDetector:
             The per-claim results, the feature vector and the heuristic risk.
 
         Raises:
-            InputError: A wrong type, or an input longer than the configured limits.
+            InputError: A wrong type, a dict/list context nested too deeply to render as JSON,
+                an input longer than the configured limits, or an embedder whose output is
+                malformed (wrong shape, non-finite, or another width for claims than passages).
         """
         cfg = self.config
         text = normalize_text(response, "response", cfg.max_response_chars)

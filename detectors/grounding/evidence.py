@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -18,13 +20,59 @@ from numpy.typing import NDArray
 
 from detectors.grounding.embedders import Embedder, RequestFitted, embed_all
 from detectors.grounding.fields import BoolField, bool_fields
-from detectors.grounding.lexicon import MONTHS, content_stems, prefix, stem, tokens
-from detectors.grounding.numbers import find_numbers
+from detectors.grounding.lexicon import content_stems, prefix, stem, tokens
+from detectors.grounding.numbers import NumberMention, find_numbers, same_quantity
 from detectors.grounding.passages import Passage, split_contexts
+from scope_guard.errors import InputError
 
-__all__ = ["Evidence", "build_evidence", "contexts_key"]
+__all__ = ["Evidence", "NumberIndex", "build_evidence", "contexts_key"]
 
 _OMP_LOCK = threading.Lock()
+
+
+class NumberIndex:
+    """The numbers of the contexts and question, sorted by value for range look-ups.
+
+    A claimed number is looked up in the window its rounding allows, then checked with
+    :func:`~detectors.grounding.numbers.same_quantity` (kinds, exactness), so a look-up costs
+    ``O(log n)`` plus the mentions of that value.
+
+    Args:
+        mentions: ``(mention, passage id)`` pairs; passage id -1 for the question. Months of ISO
+            dates are left out (they are words).
+    """
+
+    def __init__(self, mentions: Iterable[tuple[NumberMention, int]]) -> None:
+        kept = sorted(
+            ((m, pid) for m, pid in mentions if m.kind != "month"), key=lambda x: x[0].value
+        )
+        self._values = [m.value for m, _ in kept]
+        self._entries = kept
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _candidates(self, claimed: NumberMention) -> Iterator[tuple[NumberMention, int]]:
+        slack = claimed.tol + 1e-9 * max(abs(claimed.value), 1.0) * 2
+        lo = bisect_left(self._values, claimed.value - slack)
+        hi = bisect_right(self._values, claimed.value + slack)
+        for m, pid in self._entries[lo:hi]:
+            if same_quantity(claimed, m):
+                yield m, pid
+
+    def supports(self, claimed: NumberMention) -> bool:
+        """Whether some context (or the question) states the claimed quantity."""
+        return next(self._candidates(claimed), None) is not None
+
+    def holders(self, claimed: NumberMention, limit: int) -> list[int]:
+        """Up to ``limit`` distinct passages that state the claimed quantity, in passage order."""
+        out: set[int] = set()
+        for _, pid in self._candidates(claimed):
+            if pid >= 0:
+                out.add(pid)
+                if len(out) >= limit:
+                    break
+        return sorted(out)
 
 
 @dataclass(frozen=True)
@@ -41,20 +89,16 @@ class Evidence:
     """Stems of every word in the contexts and the question (field names included)."""
     bigrams: frozenset[tuple[str, str]]
     """Adjacent word-stem pairs of the contexts (stopwords included)."""
-    numbers: frozenset[float]
-    """Every normalised number value in the contexts."""
+    numbers: NumberIndex
+    """Every number of the contexts and the question, by value."""
     prefixes: frozenset[str]
     """Five-letter prefixes of the context words of six letters or more."""
     fields: list[BoolField]
     """Yes/no/unknown fields of structured contexts."""
     passage_stems: list[frozenset[str]] = field(repr=False)
     """Per passage: its content-word stems."""
-    passage_numbers: list[frozenset[float]] = field(repr=False)
-    """Per passage: its number values."""
     stem_passages: dict[str, list[int]] = field(repr=False)
     """Inverted index: stem -> passages holding it."""
-    number_passages: dict[float, list[int]] = field(default_factory=dict, repr=False)
-    """Inverted index: number value -> passages holding it."""
     n_chars: int = 0
     """Total characters of the contexts."""
 
@@ -86,10 +130,21 @@ class Evidence:
 
         Returns:
             ``(scores, ids)``, each ``(n, min(k, n_passages))``; scores in [-1, 1].
+
+        Raises:
+            InputError: The vectors' width differs from the passages' (an embedder whose output
+                width changes between calls).
         """
         n = vectors.shape[0]
         if self.index is None or n == 0:
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+        if vectors.ndim != 2 or vectors.shape[1] != self.index.d:
+            width = vectors.shape[1] if vectors.ndim == 2 else vectors.shape
+            msg = (
+                f"embedder returned vectors of width {width} for the claims but {self.index.d} "
+                f"for the passages; claims and passages must be embedded in the same space"
+            )
+            raise InputError(msg)
         if threads is None:
             return self.index.search(vectors, min(k, self.index.ntotal))
         with _OMP_LOCK:
@@ -140,12 +195,10 @@ def build_evidence(
         index.add(vectors)
     stems: set[str] = set()
     bigrams: set[tuple[str, str]] = set()
-    numbers: set[float] = set()
+    mentions: list[tuple[NumberMention, int]] = []
     prefixes: set[str] = set()
     passage_stems: list[frozenset[str]] = []
-    passage_numbers: list[frozenset[float]] = []
     stem_passages: dict[str, list[int]] = defaultdict(list)
-    number_passages: dict[float, list[int]] = defaultdict(list)
     for i, text in enumerate(texts):
         toks = list(tokens(text))
         words = [stem(t.text) for t in toks]
@@ -157,28 +210,22 @@ def build_evidence(
         for s in own:
             stem_passages[s].append(i)
         found = find_numbers(text)
-        values = frozenset(m.value for m in found)
         # ISO dates name their month ("2022-01-16" supports "January").
-        stems.update(stem(m.text) for m in found if m.text in MONTHS)
-        passage_numbers.append(values)
-        for v in values:
-            number_passages[v].append(i)
-        numbers.update(values)
+        stems.update(stem(m.text) for m in found if m.kind == "month")
+        mentions.extend((m, i) for m in found)
     if question:
         stems.update(stem(t.text) for t in tokens(question))
-        numbers.update(m.value for m in find_numbers(question))
+        mentions.extend((m, -1) for m in find_numbers(question))
     return Evidence(
         passages=passages,
         embedder=fitted,
         index=index,
         stems=frozenset(stems),
         bigrams=frozenset(bigrams),
-        numbers=frozenset(numbers),
+        numbers=NumberIndex(mentions),
         prefixes=frozenset(prefixes),
         fields=bool_fields(passages),
         passage_stems=passage_stems,
-        passage_numbers=passage_numbers,
         stem_passages=dict(stem_passages),
-        number_passages=dict(number_passages),
         n_chars=sum(len(c) for c in contexts),
     )

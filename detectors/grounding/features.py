@@ -35,7 +35,10 @@ response without claims: support-like minima are 1, rates are 0.
 | local_coverage_min, local_coverage_mean | claim words around one best passage |
 | mismatched_number_rate | supported numbers whose neighbouring words no holder passage has, share |
 
-Features from ``log_passages`` on were added in version 2.
+Features from ``log_passages`` on were added in version 2. Version 3 keeps the names and order
+and changes what feeds them: numbers match exactly unless the claim rounds them, with kinds and
+signs compared; only the lead-in or refusal clause of a sentence is left out of the claims (the
+rest is checked); key:value blocks keep their prose lines; field negation stays in its clause.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def is_question(text: str | None) -> bool:
     return "?" in text or first in _QUESTION_WORDS
 
 
-FEATURES_VERSION = 2
+FEATURES_VERSION = 3
 FEATURE_NAMES: tuple[str, ...] = (
     "n_claims",
     "n_non_claims",

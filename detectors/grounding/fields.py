@@ -3,9 +3,10 @@
 In a record such as ``{"OutdoorSeating": False, "WiFi": "no", "Music": None}`` the field name
 is in the context whatever its value, so word overlap cannot tell "offers outdoor seating" from
 "no outdoor seating". Here each yes/no/unknown field is matched to the claims that name it, and
-the claim's polarity there (a negation just before or after the name) is compared with the value:
-a positive mention of a false field, a negative mention of a true one, or any mention of an
-unknown (null) one is a conflict.
+the claim's polarity there (a negation just before or after the name, in the same clause) is
+compared with the value: a positive mention of a false field, a negative mention of a true one, or
+a mention of an unknown (null) one that does not say it is unstated ("does not specify whether
+...") is a conflict.
 """
 
 from __future__ import annotations
@@ -22,9 +23,24 @@ _TRUE = frozenset({"yes", "true", "free", "paid", "1"})
 _FALSE = frozenset({"no", "false", "0"})
 _NULL = frozenset({"none", "null", "nan", ""})
 # Generic prefixes of business-record field names ("RestaurantsTakeOut", "BusinessParking").
-_GENERIC = frozenset({"restaur", "business", "attribut", "has", "good"})
+# Stemmed, as they are compared with stems.
+_GENERIC = frozenset(stem(w) for w in ("restaurants", "business", "attributes", "has", "good"))
 _BEFORE, _AFTER = 4, 3
 _JOINERS = frozenset({"and", "but", "or", "while", "whereas", "yet", "though", "although"})
+# Backwards, a negation keeps its scope over a list ("no WiFi or parking" has neither; "does not
+# offer street parking, valet ...") but not across a joiner or a sentence mark ("no outdoor
+# seating, but WiFi is free": "but" ends the negated clause).
+_BACK_JOINERS = _JOINERS - {"or"}
+_PUNCT = re.compile(r"[,;.:]")
+_BACK_PUNCT = re.compile(r"[;.:]")
+# Words that say a thing is not stated: "does not specify whether it offers takeout" agrees with
+# an unknown (null) field.
+_UNSTATED = frozenset(
+    stem(w)
+    for w in (
+        "specify unspecified mention information info details unknown unclear indicate listed"
+    ).split()
+)
 
 
 class BoolField(NamedTuple):
@@ -81,6 +97,7 @@ def field_conflicts(text: str, fields: list[BoolField]) -> list[tuple[str, int, 
     toks = list(tokens(text))
     stems = [stem(t.text) for t in toks]
     lowered = [t.text.lower() for t in toks]
+    unstated = any(s in _UNSTATED for s in stems)
     out = []
     for f in fields:
         hit = -1
@@ -94,16 +111,23 @@ def field_conflicts(text: str, fields: list[BoolField]) -> list[tuple[str, int, 
                 break
         if hit < 0 or (lowered[hit - 1 : hit] == ["a"] and lowered[hit + 1 : hit + 2] == ["of"]):
             continue  # "a lot of" names no parking lot
+        # The polarity window stays inside the mention's clause, both ways: "WiFi is not
+        # available" negates WiFi; "seating but no WiFi" and "no seating, but WiFi" do not
+        # negate the other field.
         after: list[str] = []
         for j in range(hit + 1, min(len(toks), hit + 1 + _AFTER)):
-            # "WiFi is not available" negates WiFi; "seating but no WiFi" does not negate seating.
-            if lowered[j] in _JOINERS or any(
-                ch in ",;.:" for ch in text[toks[j - 1].end : toks[j].start]
-            ):
+            if lowered[j] in _JOINERS or _PUNCT.search(text, toks[j - 1].end, toks[j].start):
                 break
             after.append(lowered[j])
-        window = lowered[max(0, hit - _BEFORE) : hit] + after
+        before: list[str] = []
+        for j in range(hit - 1, max(-1, hit - 1 - _BEFORE), -1):
+            if lowered[j] in _BACK_JOINERS or _BACK_PUNCT.search(
+                text, toks[j].end, toks[j + 1].start
+            ):
+                break
+            before.append(lowered[j])
+        window = before + after
         negative = any(w in NEGATIONS for w in window)
-        if f.value is None or f.value == negative:
+        if (f.value is None and not unstated) or f.value == negative:
             out.append((f.compact or " ".join(sorted(f.stems)), toks[hit].start, toks[hit].end))
     return out

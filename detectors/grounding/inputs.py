@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,6 +52,12 @@ def _context_text(item: Any, i: int) -> str:
         except (TypeError, ValueError) as err:
             msg = f"contexts[{i}] is a {type(item).__name__} that cannot be rendered as JSON: {err}"
             raise InputError(msg) from err
+        except RecursionError as err:
+            msg = (
+                f"contexts[{i}] is a {type(item).__name__} nested too deeply to render as JSON "
+                f"(Python's recursion limit is {sys.getrecursionlimit()}); flatten the record"
+            )
+            raise InputError(msg) from err
     msg = (
         f"contexts[{i}] must be a str, a LangChain Document, or a dict/list record; "
         f"got {type(item).__name__}"
@@ -70,7 +77,8 @@ def normalize_contexts(contexts: Any, max_chars: int) -> list[str]:
         Context texts, in order.
 
     Raises:
-        InputError: A wrong type, or more characters than ``max_chars`` in total.
+        InputError: A wrong type, a dict/list record nested too deeply for ``json.dumps`` (about
+            as deep as the recursion limit), or more characters than ``max_chars`` in total.
     """
     if contexts is None:
         return []

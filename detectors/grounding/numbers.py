@@ -9,14 +9,20 @@ the month name). Each mention becomes a :class:`NumberMention` whose ``value`` i
 from __future__ import annotations
 
 import re
-from collections.abc import Set
+from collections.abc import Iterable
 from typing import Literal, NamedTuple
 
 from detectors.grounding.lexicon import MONTHS
 
-__all__ = ["NumberMention", "find_numbers", "numbers_match", "parse_number_words"]
+__all__ = [
+    "NumberMention",
+    "find_numbers",
+    "numbers_match",
+    "parse_number_words",
+    "same_quantity",
+]
 
-Kind = Literal["number", "money", "percent", "time", "year", "ordinal"]
+Kind = Literal["number", "money", "percent", "time", "year", "ordinal", "month"]
 
 _UNITS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
@@ -41,11 +47,16 @@ _WORD_NUM = "|".join(
 _NUMBER_RE = re.compile(
     r"""
     (?P<iso>\b(?P<y>\d{4})-(?P<mo>\d{1,2})-(?P<d>\d{1,2})\b)
-    | (?P<clock>\b(?P<h>\d{1,2}):(?P<mi>\d{1,2})(?::\d{1,2})?
+    | (?P<clock>\b(?P<h>[01]?\d|2[0-4]):(?P<mi>[0-5]\d|0)(?::[0-5]\d)?
         (?:\s*(?P<ampm1>[ap]\.?m\.?))?(?![\w:]))
     | (?P<hour>\b(?P<h2>\d{1,2})\s*(?P<ampm2>[ap]\.?m\.?)(?!\w))
-    | (?P<num>(?:(?P<cur>[$€£¥])\s?)?
-        (?P<digits>(?<![\w.])\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\w.,])\d+(?:\.\d+)?|(?<![\w])\.\d+)
+    | (?P<num>(?P<neg>(?<![\w.,\-\u2212])[-\u2212](?=[$€£¥]?\d))?(?:(?P<cur>[$€£¥])\s?)?
+        (?P<digits>(?<![\w.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?
+          | (?<![\w.,])\d{1,3}(?:\.\d{3}){2,}(?![\d.])
+          | (?<![\w.,])\d{1,3}(?:[\u00a0\u2009\u202f]\d{3})+(?!\d)
+          | (?<![\w.,])\d{1,3}(?:[ ]\d{3})*[ ]0\d{2}(?:[ ]\d{3})*(?!\d)
+          | (?<![\w.,])\d+(?:\.\d+)?(?:[eE][-+]?\d{1,3}(?!\w))?
+          | (?<![\w])\.\d+)
         (?P<ord>st|nd|rd|th)?
         (?:\s*(?P<scale>hundred|thousand|million|billion|trillion|bn|mn|[kmb])(?![a-z]))?
         (?P<pct>\s*(?:%|percent\b|per\s+cent\b))?)
@@ -54,6 +65,16 @@ _NUMBER_RE = re.compile(
     | (?P<ordw>\b(?:ORDW)\b)
     """.replace("WORDNUM", _WORD_NUM).replace("ORDW", "|".join(_ORDINALS)),
     re.VERBOSE | re.IGNORECASE,
+)
+# Kinds that may state the same quantity. A bare number may be any of them ("5 million dollars",
+# "16" vs "16th"), but money is never a percentage, nor a year a clock time.
+_COMPATIBLE = frozenset(
+    {(k, k) for k in ("number", "money", "percent", "time", "year", "ordinal")}
+    | {
+        (a, b)
+        for k in ("money", "percent", "time", "year", "ordinal")
+        for a, b in [("number", k), (k, "number")]
+    }
 )
 
 
@@ -65,11 +86,72 @@ class NumberMention(NamedTuple):
     value: float
     """Normalised value (money and percentages keep their face value: "$5" -> 5.0, "5%" -> 5.0)."""
     kind: Kind
-    """What kind of quantity it is."""
+    """What kind of quantity it is; "month" is the month of an ISO date, a word more than a
+    number (its ``text`` is the month's name), which :func:`numbers_match` never matches."""
     start: int
     """Start offset (inclusive)."""
     end: int
     """End offset (exclusive)."""
+    tol: float = 0.0
+    """How far the value may be from what it rounds: half a unit of the last digit written when
+    it has decimals or a scale word ("1.3 million" -> 50,000; "2bn" -> 0.5e9), else 0 (exact)."""
+
+
+def _word_class(word: str) -> str:
+    if word in _UNITS:
+        return "tens" if _UNITS[word] >= 20 else "unit"
+    return "hundred" if word == "hundred" else "scale"
+
+
+# Which number word may follow which: "twenty one" is one number, "twenty twenty" is two.
+_FOLLOWS = {
+    "": {"unit", "tens", "hundred", "scale"},
+    "unit": {"hundred", "scale"},
+    "tens": {"unit", "hundred", "scale"},
+    "hundred": {"unit", "tens", "scale"},
+    "scale": {"unit", "tens"},
+}
+
+
+def _word_runs(phrase: str) -> list[tuple[int, int, float, float]]:
+    """Split a phrase of number words into well-formed numbers.
+
+    Returns:
+        ``(start, end, value, tol)`` per number, offsets into ``phrase``; ``tol`` is half the
+        last scale word's value ("two million" -> 500,000), or 0.
+    """
+    runs: list[tuple[int, int, float, float]] = []
+    total = current = 0.0
+    start = end = -1
+    prev, last_scale = "", 0.0
+    for m in re.finditer(r"[^\s-]+", phrase.lower()):
+        word = m.group()
+        if word == "and":
+            continue
+        if word not in _UNITS and word not in _SCALES:
+            # "FiveThirtyEight": number words run together are a name, and end the number.
+            if start >= 0:
+                runs.append((start, end, total + current, last_scale / 2))
+                start = -1
+            continue
+        cls = _word_class(word)
+        if start >= 0 and (cls not in _FOLLOWS[prev] or (cls == "unit" and word == "zero")):
+            runs.append((start, end, total + current, last_scale / 2))
+            start = -1
+        if start < 0:
+            total = current = 0.0
+            start, prev, last_scale = m.start(), "", 0.0
+        if cls in ("unit", "tens"):
+            current += _UNITS[word]
+        elif cls == "hundred":
+            current = (current or 1) * 100
+        else:
+            total += (current or 1) * _SCALES[word]
+            current, last_scale = 0.0, _SCALES[word]
+        prev, end = cls, m.end()
+    if start >= 0:
+        runs.append((start, end, total + current, last_scale / 2))
+    return runs
 
 
 def parse_number_words(words: str) -> float | None:
@@ -79,25 +161,22 @@ def parse_number_words(words: str) -> float | None:
         words: The phrase (case-insensitive; hyphens, spaces and "and" separate words).
 
     Returns:
-        Its value, or None when the phrase holds a word that is not a number word.
+        Its value, or None when the phrase holds a word that is not a number word or is not one
+        well-formed number ("twenty twenty").
     """
-    total = 0.0
-    current = 0.0
-    seen = False
-    for word in re.split(r"[\s-]+", words.lower().strip()):
-        if not word or word == "and":
-            continue
-        if word in _UNITS:
-            current += _UNITS[word]
-        elif word == "hundred":
-            current = (current or 1) * 100
-        elif word in _SCALES:
-            total += (current or 1) * _SCALES[word]
-            current = 0.0
-        else:
-            return None
-        seen = True
-    return total + current if seen else None
+    parts = [w for w in re.split(r"[\s-]+", words.lower().strip()) if w and w != "and"]
+    if not parts or any(w not in _UNITS and w not in _SCALES for w in parts):
+        return None
+    runs = _word_runs(words)
+    return runs[0][2] if len(runs) == 1 else None
+
+
+def _rounding(mantissa: str, exponent: int, scale: float) -> float:
+    """Half a unit of the last digit written ("1.35" -> 0.005), times the scale; 0 when exact."""
+    decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
+    if not decimals and scale == 1.0:
+        return 0.0
+    return 0.5 * 10.0 ** (exponent - decimals) * scale
 
 
 def _hour(h: int, ampm: str | None) -> float:
@@ -129,7 +208,7 @@ def find_numbers(text: str) -> list[NumberMention]:
                 NumberMention(t, float(d), "number", s, e),
             ]
             if 1 <= mo <= 12:
-                out.append(NumberMention(MONTHS[mo - 1], float(mo), "number", s, e))
+                out.append(NumberMention(MONTHS[mo - 1], float(mo), "month", s, e))
         elif m.group("clock") or m.group("hour"):
             h = int(m.group("h") or m.group("h2"))
             minutes = int(m.group("mi") or 0)
@@ -139,49 +218,80 @@ def find_numbers(text: str) -> list[NumberMention]:
                 )
             )
         elif m.group("num"):
-            value = float(m.group("digits").replace(",", ""))
-            scale = (m.group("scale") or "").lower()
-            if scale:
-                if len(scale) == 1 and not m.group("cur"):
-                    # "5 m" / "3 k" only count as scales after a currency sign.
-                    e = m.start("scale") if m.start("scale") > 0 else e
-                else:
-                    value *= _SCALES[scale]
-            kind: Kind = "number"
-            if m.group("cur"):
-                kind = "money"
-            elif m.group("pct"):
-                kind = "percent"
-            elif m.group("ord"):
-                kind = "ordinal"
-            elif 1200 <= value <= 2100 and re.fullmatch(r"\d{4}", m.group("digits")):
-                kind = "year"
-            out.append(NumberMention(text[s:e].strip(), value, kind, s, e))
+            out.append(_digit_mention(text, m))
         elif m.group("words"):
-            phrase = re.sub(r"\s*(%|percent|per\s+cent)$", "", t, flags=re.IGNORECASE)
-            if phrase.lower() == "one":
-                continue
-            value_w = parse_number_words(phrase)
-            if value_w is not None:
-                out.append(
-                    NumberMention(t, value_w, "percent" if m.group("pct2") else "number", s, e)
-                )
+            pct = bool(m.group("pct2"))
+            runs = _word_runs(text[s : m.start("pct2")] if pct else t)
+            for i, (a, b, value, tol) in enumerate(runs):
+                last = i == len(runs) - 1
+                word = text[s + a : e if last and pct else s + b]
+                if word.lower() == "one":
+                    continue
+                kind: Kind = "percent" if last and pct else "number"
+                out.append(NumberMention(word, value, kind, s + a, s + a + len(word), tol))
         elif m.group("ordw"):
             out.append(NumberMention(t, float(_ORDINALS[t.lower()]), "ordinal", s, e))
     return out
 
 
-def numbers_match(value: float, candidates: Set[float], rel_tol: float = 0.005) -> bool:
-    """Whether ``value`` equals one of ``candidates`` up to rounding ("1.3 million" = 1,300,000).
+def _digit_mention(text: str, m: re.Match[str]) -> NumberMention:
+    """The mention of a number written with digits (``m`` matched the ``num`` branch)."""
+    s, e = m.start(), m.end()
+    digits = m.group("digits")
+    mantissa, _, exp = digits.lower().partition("e")
+    if re.fullmatch(r"\d{1,3}(?:\.\d{3}){2,}", mantissa):  # "1.000.000": dots group thousands
+        mantissa = mantissa.replace(".", "")
+    mantissa = re.sub(r"[,\s\u00a0\u2009\u202f]", "", mantissa)
+    exponent = int(exp) if exp else 0
+    value = float(mantissa) * 10.0**exponent
+    factor = 1.0
+    scale = (m.group("scale") or "").lower()
+    if scale:
+        if len(scale) == 1 and not m.group("cur"):
+            # "5 m" / "3 k" only count as scales after a currency sign.
+            e = m.start("scale") if m.start("scale") > 0 else e
+        else:
+            factor = _SCALES[scale]
+    kind: Kind = "number"
+    if m.group("cur"):
+        kind = "money"
+    elif m.group("pct"):
+        kind = "percent"
+    elif m.group("ord"):
+        kind = "ordinal"
+    elif 1200 <= value <= 2100 and re.fullmatch(r"\d{4}", digits) and not m.group("neg"):
+        kind = "year"
+    sign = -1.0 if m.group("neg") else 1.0
+    tol = _rounding(mantissa, exponent, factor)
+    return NumberMention(text[s:e].strip(), sign * value * factor, kind, s, e, tol)
+
+
+def numbers_match(claimed: NumberMention | float, found: Iterable[NumberMention | float]) -> bool:
+    """Whether the evidence states the claimed quantity.
+
+    A match needs compatible kinds (a bare number may be money, a percentage, a year...; money is
+    never a percentage) and the same value, exactly for integers, years, ordinals and times, and up
+    to the claim's own rounding for a value written with decimals or a scale word ("1.3 million"
+    matches 1,304,000; "1,304,000" does not match "1.3 million": the claim would be more precise
+    than its evidence). Months of ISO dates never match: they are checked as words.
 
     Args:
-        value: The claimed value.
-        candidates: Values found in the evidence.
-        rel_tol: Relative tolerance; rounding a figure to 3 significant digits stays inside it.
+        claimed: A mention in the claim (a bare float is an exact plain number).
+        found: Mentions in the evidence (bare floats likewise).
 
     Returns:
-        True when a candidate matches.
+        True when one of ``found`` states the claimed quantity.
     """
-    if value in candidates:
-        return True
-    return any(abs(value - c) <= rel_tol * max(abs(value), abs(c)) for c in candidates)
+    return any(same_quantity(_mention(claimed), _mention(f)) for f in found)
+
+
+def _mention(x: NumberMention | float) -> NumberMention:
+    return x if isinstance(x, NumberMention) else NumberMention(str(x), float(x), "number", 0, 0)
+
+
+def same_quantity(claimed: NumberMention, found: NumberMention) -> bool:
+    """Whether ``found`` states ``claimed`` (see :func:`numbers_match`)."""
+    if (claimed.kind, found.kind) not in _COMPATIBLE:
+        return False
+    slack = claimed.tol + 1e-9 * max(abs(claimed.value), abs(found.value), 1.0)
+    return abs(claimed.value - found.value) <= slack

@@ -19,7 +19,9 @@ from detectors.grounding.lexicon import split_identifier
 
 __all__ = ["Passage", "split_context", "split_contexts"]
 
-_KV_LINE = re.compile(r"^[ \t]*([^:\n|]{1,48}?)[ \t]*:[ \t]*(\S[^\n]*)$", re.MULTILINE)
+# "key: value" on one line. A digit right before and after the colon is a clock time, not a key
+# ("The meeting starts at 10:30" has no key "The meeting starts at 10").
+_KV_LINE = re.compile(r"[ \t]*([^:\n|]{1,48}?)[ \t]*:(?!(?<=\d:)\d)[ \t]*(\S[^\n]*)")
 _TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}")
 _PARAGRAPH = re.compile(r"\S(?:.*\S)?(?:\n(?!\s*\n).*\S)*")
 
@@ -65,9 +67,10 @@ def _match_bracket(text: str, start: int) -> int:
 
 
 def _parse_literal(text: str) -> Any:
+    """The JSON or Python literal in ``text``, or None (also when nested too deeply to parse)."""
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     try:
         return ast.literal_eval(text)
@@ -100,15 +103,19 @@ class _Flattener:
         self.cursor = pos + len(key)
         return self.offset + pos, self.offset + min(end, len(self.raw))
 
-    def walk(self, obj: Any, path: list[str]) -> None:
-        if isinstance(obj, dict):
-            for key, value in obj.items():
-                self.walk(value, [*path, str(key)])
-        elif isinstance(obj, list | tuple):
-            for i, value in enumerate(obj):
-                self.walk(value, [*path, str(i + 1)])
-        else:
-            self.leaf(obj, path)
+    def walk(self, obj: Any) -> None:
+        """Emit a passage per leaf, depth first in document order; iterative, so any depth works."""
+        stack: list[tuple[Any, list[str]]] = [(obj, [])]
+        while stack:
+            node, path = stack.pop()
+            if isinstance(node, dict):
+                items = [(v, [*path, str(k)]) for k, v in node.items()]
+            elif isinstance(node, list | tuple):
+                items = [(v, [*path, str(i + 1)]) for i, v in enumerate(node)]
+            else:
+                self.leaf(node, path)
+                continue
+            stack.extend(reversed(items))
 
     def leaf(self, value: Any, path: list[str]) -> None:
         rendered = _render(value)
@@ -145,6 +152,20 @@ def _table(lines: list[re.Match[str]], ci: int) -> list[Passage]:
     return out
 
 
+def _records(text: str, kv: list[re.Match[str]], ci: int, max_words: int) -> list[Passage]:
+    """One passage per ``key: value`` line; the text between such lines (a note after a record,
+    an e-mail's body after its headers) becomes prose passages in place."""
+    out: list[Passage] = []
+    cursor = 0
+    for m in kv:
+        out.extend(_prose(text[cursor : m.start()], cursor, ci, max_words))
+        key, value = m.group(1).strip(), m.group(2).strip()
+        out.append(Passage(f"{split_identifier(key)}: {value}", ci, m.start(), m.end(), key, value))
+        cursor = m.end()
+    out.extend(_prose(text[cursor:], cursor, ci, max_words))
+    return out
+
+
 def split_context(text: str, context_index: int = 0, *, max_words: int = 60) -> list[Passage]:
     """Split one context into passages.
 
@@ -163,25 +184,15 @@ def split_context(text: str, context_index: int = 0, *, max_words: int = 60) -> 
         obj = _parse_literal(text[lead:close]) if close > 0 else None
         if isinstance(obj, dict | list) and obj:
             flat = _Flattener(text[lead:close], lead, context_index, max_words)
-            flat.walk(obj, [])
+            flat.walk(obj)
             return flat.out + _prose(text[close:], close, context_index, max_words)
     lines = list(re.finditer(r"[^\n]*\S[^\n]*", text))
     is_table = len(lines) >= 3 and all(ln.group().strip().startswith("|") for ln in lines[:3])
     if is_table and _TABLE_SEP.match(lines[1].group()):
         return _table([ln for ln in lines if ln.group().strip().startswith("|")], context_index)
-    kv = list(_KV_LINE.finditer(text))
+    kv = [m for m in (_KV_LINE.fullmatch(text, ln.start(), ln.end()) for ln in lines) if m]
     if len(lines) >= 3 and len(kv) >= 0.6 * len(lines):
-        return [
-            Passage(
-                f"{split_identifier(m.group(1).strip())}: {m.group(2).strip()}",
-                context_index,
-                m.start(),
-                m.end(),
-                m.group(1).strip(),
-                m.group(2).strip(),
-            )
-            for m in kv
-        ]
+        return _records(text, kv, context_index, max_words)
     return _prose(text, 0, context_index, max_words)
 
 

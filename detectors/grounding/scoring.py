@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from detectors.grounding.evidence import Evidence
 from detectors.grounding.fields import field_conflicts
 from detectors.grounding.lexicon import NEGATIONS, content_stems, entities, prefix, stem, tokens
-from detectors.grounding.numbers import NumberMention, find_numbers, numbers_match
+from detectors.grounding.numbers import NumberMention, find_numbers
 
 __all__ = ["ClaimCheck", "check_claim"]
 
@@ -137,7 +137,7 @@ def _mismatched_numbers(text: str, mentions: list[NumberMention], evidence: Evid
     cs = content_stems(text)
     bad = 0
     for m in mentions:
-        holders = evidence.number_passages.get(m.value, [])[:_MAX_HOLDERS]
+        holders = evidence.numbers.holders(m, _MAX_HOLDERS)
         near = {
             s
             for s, tok in cs
@@ -150,6 +150,13 @@ def _mismatched_numbers(text: str, mentions: list[NumberMention], evidence: Evid
         share = max(len(near & evidence.passage_stems[p]) / len(near) for p in holders)
         bad += share < _NUMBER_MATCH_MIN
     return bad
+
+
+def _number_supported(m: NumberMention, evidence: Evidence) -> bool:
+    # The month of an ISO date is a word: "2022-01-16" is supported by "January 16, 2022".
+    if m.kind == "month":
+        return stem(m.text) in evidence.stems
+    return evidence.numbers.supports(m)
 
 
 def check_claim(
@@ -182,7 +189,7 @@ def check_claim(
     grams = list(pairwise(words))
     novel_bigram_rate = sum(g not in evidence.bigrams for g in grams) / len(grams) if grams else 0.0
     nums = find_numbers(text)
-    bad_num_mentions = [m for m in nums if not numbers_match(m.value, evidence.numbers)]
+    bad_num_mentions = [m for m in nums if not _number_supported(m, evidence)]
     bad_nums = [m.text for m in bad_num_mentions]
     ok_num_mentions = [m for m in nums if m not in bad_num_mentions]
     # Numbers are content too: a supported one counts as a covered word ("open 11 am to 5 pm").

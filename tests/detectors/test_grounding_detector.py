@@ -239,7 +239,7 @@ def test_request_features_v2(detector: GroundingDetector) -> None:
         "The bridge opened in 1937 to huge crowds of tourists.", [CONTEXT], question="When?"
     )
     feats = res.feature_dict()
-    assert res.features_version == 2
+    assert res.features_version == 3
     assert feats["has_question"] == 1.0
     assert feats["log_passages"] == pytest.approx(math.log1p(3))
     # 4 of the 10 words are in no context: "huge", "crowds", "tourists" and even "of".
@@ -248,3 +248,113 @@ def test_request_features_v2(detector: GroundingDetector) -> None:
     assert feats["any_unsupported_entity"] == 0.0
     instruction = detector.check("It opened in 1937.", [CONTEXT], question="Summarize the text:")
     assert instruction.feature_dict()["has_question"] == 0.0
+
+
+def test_key_value_block_keeps_prose_lines_and_clock_times_are_not_keys() -> None:
+    record = "Name: Acme Corp\nFounded: 1990\nCEO: Jane Doe\nAcme employs 500 engineers in Ohio."
+    passages = split_context(record)
+    assert [(p.field, p.text) for p in passages] == [
+        ("Name", "Name: Acme Corp"),
+        ("Founded", "Founded: 1990"),
+        ("CEO", "CEO: Jane Doe"),
+        (None, "Acme employs 500 engineers in Ohio."),
+    ]
+    assert record[passages[3].start : passages[3].end] == "Acme employs 500 engineers in Ohio."
+    email = "From: a@example.com\nTo: b@example.com\nSubject: Q3\nRevenue grew 12% to $4.1 billion."
+    assert split_context(email)[-1].text == "Revenue grew 12% to $4.1 billion."
+    prose = "The meeting starts at 10:30 in room 4.\nLunch is at 12:15.\nThe talk ends at 17:00."
+    assert [(p.field, p.text) for p in split_context(prose)] == [
+        (None, "The meeting starts at 10:30 in room 4."),
+        (None, "Lunch is at 12:15."),
+        (None, "The talk ends at 17:00."),
+    ]
+    res = GroundingDetector().check("Acme employs 500 engineers in Ohio.", [record])
+    assert res.claims[0].unsupported_numbers == []
+    assert res.claims[0].support > 0.8
+
+
+def test_deeply_nested_contexts_do_not_crash(detector: GroundingDetector) -> None:
+    for depth in (990, 5_000, 100_000):
+        text = "[" * depth + "1" + "]" * depth
+        assert len(split_context(text)) == 1  # too deep for json: kept as prose
+        assert detector.check("It is 1.", [text]).n_passages == 1
+    record: dict[str, object] = {}
+    node = record
+    for _ in range(5_000):
+        node["a"] = {}
+        node = node["a"]  # type: ignore[assignment]
+    with pytest.raises(InputError, match=r"contexts\[0\] is a dict nested too deeply"):
+        detector.check("It is ok.", [record])
+
+
+def test_generic_field_prefixes_and_clause_bound_negation(detector: GroundingDetector) -> None:
+    ctx = [{"attributes": {"BusinessAcceptsCreditCards": False}}]
+    res = detector.check("The shop accepts credit cards.", ctx)
+    assert res.claims[0].field_conflicts == ["acceptscreditcards"]
+    cafe = [
+        {
+            "name": "Cafe Blue",
+            "attributes": {"WiFi": "free", "BusinessParking": False, "OutdoorSeating": True},
+        }
+    ]
+    cases = {
+        "Cafe Blue has free WiFi and parking.": ["parking"],
+        "There is no outdoor seating, but WiFi is free.": ["outdoorseating"],
+        "Cafe Blue has no WiFi, but parking is available.": ["parking", "wifi"],
+        "Cafe Blue offers WiFi but no parking.": [],
+        "Cafe Blue has outdoor seating and no parking or valet.": [],
+    }
+    for text, expected in cases.items():
+        assert sorted(detector.check(text, cafe).claims[0].field_conflicts) == expected, text
+    unknown = [{"name": "Cafe Uno", "attributes": {"RestaurantsTakeOut": None}}]
+    said = detector.check("Cafe Uno does not specify whether it offers takeout.", unknown)
+    assert said.claims[0].field_conflicts == []  # agrees with the unknown value
+    assert detector.check("Cafe Uno offers takeout.", unknown).claims[0].field_conflicts == [
+        "takeout"
+    ]
+
+
+def test_years_are_exact_and_iso_months_are_words(detector: GroundingDetector) -> None:
+    same = detector.check("The company was founded in 2020.", ["The company was founded in 2020."])
+    off = detector.check("The company was founded in 2015.", ["The company was founded in 2020."])
+    assert same.claims[0].unsupported_numbers == []
+    assert off.claims[0].unsupported_numbers == ["2015"]
+    assert off.claims[0].support < 0.5 < same.claims[0].support
+    cold = detector.check("The temperature was -5 degrees.", ["The temperature was 5 degrees."])
+    assert cold.claims[0].unsupported_numbers == ["-5"]
+    iso = detector.check(
+        "The event happened on 2022-01-16.", ["The event happened on January 16, 2022."]
+    )
+    assert iso.claims[0].unsupported_numbers == []
+    assert iso.claims[0].support > 0.8
+    wrong_month = detector.check(
+        "The event happened on 2022-03-16.", ["The event happened on January 16, 2022."]
+    )
+    assert wrong_month.claims[0].unsupported_numbers == ["march"]
+
+
+def test_claims_after_a_lead_in_or_beside_a_refusal_are_checked(
+    detector: GroundingDetector,
+) -> None:
+    ctx = ["Acme was founded in 1990 in Ohio by Jane Doe."]
+    for text in [
+        "Sure! Here is the answer: Acme was founded in 1850 in Texas by John Smith.",
+        "Absolutely, Acme was founded in 1850 by Napoleon Bonaparte.",
+        "Acme was founded in 1850; the passages do not mention its revenue.",
+    ]:
+        res = detector.check(text, ctx)
+        assert len(res.claims) == 1, text
+        assert res.claims[0].unsupported_numbers == ["1850"], text
+        assert res.risk > 0.3, text
+
+
+def test_embedder_width_mismatch_is_an_input_error() -> None:
+    calls: list[int] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        calls.append(len(texts))
+        return np.ones((len(texts), 4 if len(calls) == 1 else 6))
+
+    det = GroundingDetector(embedder=embed)
+    with pytest.raises(InputError, match="width 6 for the claims but 4 for the passages"):
+        det.check("Paris is in France.", ["Paris is the capital of France."])
