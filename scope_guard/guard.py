@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from scope_guard._version import __version__
-from scope_guard.errors import ConfigError
+from scope_guard.errors import ArtifactError, ConfigError
 from scope_guard.guard_parts import build_report, failure_report, grounding_summary, to_exchange
 from scope_guard.policy import Policy, RiskThresholds
 from scope_guard.prompting import render_prompt
@@ -106,6 +106,7 @@ class ScopeGuard:
             msg = f"prompt_mode must be 'rendered' or 'observed', got {prompt_mode!r}"
             raise ConfigError(msg)
         self.detectors = list(detectors)
+        _check_grounding_layouts(self.detectors)
         self.primary = self._primaries(self.detectors)
         needs_reader = any(d.needs_reader for d in self.detectors)
         if needs_reader and reader is None:
@@ -321,3 +322,22 @@ def _open_log(target: RiskLogSink | str | os.PathLike[str] | None) -> RiskLogSin
     from scope_guard.risklog import open_risk_log
 
     return open_risk_log(target)
+
+
+def _check_grounding_layouts(detectors: Sequence[ProbeDetector]) -> None:
+    """Refuse, at construction rather than on every request, detectors calibrated on another
+    version of the grounding features."""
+    if not any(d.needs_grounding for d in detectors):
+        return
+    from detectors.feature_blocks import BlockKind
+    from detectors.grounding import FEATURE_NAMES, FEATURES_VERSION
+
+    for det in detectors:
+        for block in det.blocks:
+            if block.kind is BlockKind.GROUNDING and block.names != list(FEATURE_NAMES):
+                msg = (
+                    f"detector {det.name!r} was calibrated on grounding features "
+                    f"v{block.version}; this scope-guard computes v{FEATURES_VERSION}: "
+                    "recalibrate it (scope-guard calibrate)"
+                )
+                raise ArtifactError(msg)

@@ -46,8 +46,13 @@ def _guard(args: argparse.Namespace, cache: Path, log: Path) -> Any:
     source = args.model or MINIATURE
     saes = open_saes(args.sae, reader_source=source)
     reader = open_reader(source, list(saes), dtype=args.dtype, device=args.device, max_tokens=1024)
+    from detectors.grounding import FEATURES_VERSION
+    from scope_guard._version import __version__
+
     name = "stand-in" if source == MINIATURE else reader.fingerprint[:12]
-    bundle = build_demo_bundle(cache / f"bundle-{name}", reader, saes, rebuild=args.rebuild)
+    # A new scope-guard or grounding feature set recalibrates the demo bundle.
+    folder = cache / f"bundle-{name}-v{__version__}-g{FEATURES_VERSION}"
+    bundle = build_demo_bundle(folder, reader, saes, rebuild=args.rebuild)
     guard = ScopeGuard.from_bundle(bundle, reader=reader, risk_log=log)
     return ScopeGuard.from_bundle(
         bundle, reader=reader, risk_log=log, policy=_demo_policy(guard, reader.is_stand_in)

@@ -149,6 +149,7 @@ class Exploding:
     needs_reader = False
     needs_grounding = True
     sites = ()
+    blocks = ()
 
     def score(self, *args, **kwargs):
         msg = "boom"
@@ -247,3 +248,24 @@ def test_async_assess():
 
     report = asyncio.run(_aassess(ScopeGuard()))
     assert report.scores["fabrication"] > 0.5
+
+
+def test_bundle_with_other_grounding_features_is_refused_at_load(grounding_bundle, tmp_path):
+    from detectors.bundle import DetectorBundle
+
+    path, result = grounding_bundle
+    detector = result.bundle["fabrication"]
+    (block,) = detector.blocks
+    stale = block.model_copy(update={"names": [f"old_{n}" for n in block.names], "version": 0})
+    detector_v0 = type(detector)(
+        name=detector.name,
+        risk=detector.risk,
+        blocks=[stale],
+        coef=detector.coef,
+        intercept=detector.intercept,
+        calibration=detector.calibration,
+        threshold=detector.threshold,
+    )
+    DetectorBundle([detector_v0]).save(tmp_path)
+    with pytest.raises(ArtifactError, match="recalibrate"):
+        ScopeGuard.from_bundle(tmp_path)
