@@ -148,7 +148,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    print(json.dumps(run(json.loads(sys.argv[1]))))
+    # The worker's result channel to the runner: one JSON line on stdout.
+    sys.stdout.write(json.dumps(run(json.loads(sys.argv[1]))) + "\n")
 
 
 if __name__ == "__main__":
