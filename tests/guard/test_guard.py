@@ -253,7 +253,7 @@ def test_async_assess():
 def test_bundle_with_other_grounding_features_is_refused_at_load(grounding_bundle, tmp_path):
     from detectors.bundle import DetectorBundle
 
-    path, result = grounding_bundle
+    _, result = grounding_bundle
     detector = result.bundle["fabrication"]
     (block,) = detector.blocks
     stale = block.model_copy(update={"names": [f"old_{n}" for n in block.names], "version": 0})
