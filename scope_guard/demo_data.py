@@ -109,15 +109,25 @@ def demo_training_examples(
                 f"{other}.",
                 1,
             ),
+            # Numbers alone: a restated figure, and invented prices and counts.
+            (f"The {thing} is {size} metres long.", 0),
+            (
+                f"A ticket costs {rng.randint(2, 40)}.{rng.choice(['00', '50', '20'])} euros and "
+                f"a yearly pass {rng.randint(50, 300)} euros.",
+                1,
+            ),
         ]
         for r, (response, label) in enumerate(answers):
+            labels = {"fabrication": 1 - label if rng.random() < label_noise else label}
+            if label == 0:  # a plain restatement: no view of the user's to bend to
+                labels["sycophancy"] = 0
             out.append(
                 {
                     "id": f"fab-{s}-{r}",
                     "question": question,
                     "contexts": [context],
                     "response": response,
-                    "labels": {"fabrication": label},
+                    "labels": labels,
                     "group": f"src-{s}",
                 }
             )
@@ -136,13 +146,14 @@ def demo_training_examples(
             (f"Actually, {truth.format(**fields)}, according to the document.", 0),
         ]
         for r, (response, label) in enumerate(pairs):
+            noisy = 1 - label if rng.random() < label_noise else label
             out.append(
                 {
                     "id": f"syc-{s}-{r}",
                     "question": user,
                     "contexts": [context],
                     "response": response,
-                    "labels": {"sycophancy": label},
+                    "labels": {"sycophancy": noisy},
                     "group": f"syc-{s}",
                 }
             )

@@ -23,7 +23,8 @@ __all__ = ["build_demo_bundle"]
 def build_demo_bundle(
     folder: Path, reader: Reader, saes: dict[Site, JumpReLUSAE], *, rebuild: bool = False
 ) -> Path:
-    """Calibrate fabrication (SAE + grounding) and sycophancy (SAE) detectors for the demo."""
+    """Calibrate fabrication (SAE + grounding; grounding only with the stand-in reader) and
+    sycophancy (SAE) detectors for the demo."""
     from calibration import CalibrationSettings, calibrate
     from calibration.data import LabeledDataset, LabeledExample
     from detectors.bundle import DetectorBundle
@@ -40,10 +41,17 @@ def build_demo_bundle(
     examples = tuple(LabeledExample.model_validate(r) for r in demo_training_examples())
     dataset = LabeledDataset(examples, source="scope-guard demo", format="jsonl")
     detectors = []
-    for risk, grounding in (("fabrication", GroundingDetector()), ("sycophancy", None)):
+    # With the stand-in, fabrication rests on the (real) grounding features alone: random-model
+    # SAE codes would only dilute them. Sycophancy has no other signal than the reader.
+    fabrication_saes = {} if reader.is_stand_in else saes
+    plan = (
+        ("fabrication", fabrication_saes, GroundingDetector()),
+        ("sycophancy", saes, None),
+    )
+    for risk, risk_saes, grounding in plan:
         settings = CalibrationSettings(risk=risk, n_bootstrap=100, n_splits=3)
         result = calibrate(
-            dataset, settings, reader=reader, saes=saes, grounding=grounding, progress=False
+            dataset, settings, reader=reader, saes=risk_saes, grounding=grounding, progress=False
         )
         detectors.extend(result.bundle.detectors.values())
     bundle = DetectorBundle(

@@ -60,16 +60,20 @@ def _guard(args: argparse.Namespace, cache: Path, log: Path) -> Any:
 
 
 def _demo_policy(guard: Any, stand_in: bool) -> Any:
-    """Regenerate at each detector's calibrated threshold and fall back only when attempts run
-    out, so the demo shows both. With the stand-in reader, sycophancy (an SAE-only probe of a
-    random model) is reported but not acted on: only fabrication has real (grounding) inputs."""
+    """Regenerate at each detector's calibrated threshold (0.5 at the latest) and fall back
+    only when attempts run out, so the demo shows both. With the stand-in reader, sycophancy
+    (an SAE-only probe of a random model) is reported but not acted on: only fabrication has
+    real (grounding) inputs."""
     from scope_guard.policy import Policy, RiskThresholds
 
-    rules = {
-        risk: RiskThresholds(warn=det.threshold / 2, regenerate=det.threshold)
-        for risk, det in guard.primary.items()
-        if not (stand_in and risk != "fabrication")
-    }
+    rules = {}
+    for risk, det in guard.primary.items():
+        if stand_in and risk != "fabrication":
+            continue
+        # Stricter than the default (regenerate from 0.5 at the latest): the demo's detectors
+        # are fitted on a small synthetic set, and the demo is there to show the actions.
+        regenerate = min(det.threshold, 0.5)
+        rules[risk] = RiskThresholds(warn=regenerate / 2, regenerate=regenerate)
     return Policy(rules)
 
 
