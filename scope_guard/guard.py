@@ -191,7 +191,10 @@ class ScopeGuard:
                 )
         if reader is not None:
             bundle.check_reader(reader)
-        versions = {"bundle": sha256_file(Path(path) / "manifest.json")[:16]}
+        versions = {
+            **dict(kwargs.pop("versions", None) or {}),
+            "bundle": sha256_file(Path(path) / "manifest.json")[:16],
+        }
         kwargs.setdefault("prompt_mode", bundle.training.get("prompt_mode", "rendered"))
         return cls(
             detectors=list(bundle.detectors.values()),
