@@ -20,7 +20,9 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from datetime import date
+from functools import partial
 
 import faiss
 import numpy as np
@@ -54,9 +56,28 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="flag claims only in responses the out-of-fold probe flags "
         "(default: in every response)",
     )
+    ap.add_argument(
+        "--sentence-transformer",
+        metavar="PATH",
+        help="embed with the sentence-transformers model in this local folder (optional extra, "
+        "needs the sentence-transformers package) instead of the default TF-IDF embedder",
+    )
     ap.add_argument("--json", dest="json_path", help="also write all figures to this JSON file")
     ap.add_argument("--features-out", help="write features, labels, groups, tasks to this .npz")
     return ap.parse_args(argv)
+
+
+def _sentence_transformer(path: str | None) -> Callable[[list[str]], object] | None:
+    """``None`` (the default embedder) or the ``encode`` of a local sentence-transformers model."""
+    if path is None:
+        return None
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as err:
+        msg = "--sentence-transformer needs the sentence-transformers package (pip install it)"
+        raise SystemExit(msg) from err
+    model = SentenceTransformer(path, device="cpu", local_files_only=True)
+    return partial(model.encode, batch_size=64, normalize_embeddings=True)
 
 
 def _claim_spans(claim: ClaimResult, mode: str) -> list[tuple[int, int]]:
@@ -75,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         examples = examples[: args.limit]
     faiss.omp_set_num_threads(args.threads)
-    detector = GroundingDetector(config=GroundingConfig(cache_size=0))
+    detector = GroundingDetector(
+        embedder=_sentence_transformer(args.sentence_transformer),
+        config=GroundingConfig(cache_size=0),
+    )
     results = []
     with threadpool_limits(limits=args.threads):
         detector.check("warm up.", ["warm up."])
@@ -126,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m benchmarks.grounding.run "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "rows": len(examples),
+        "embedder": repr(detector.embedder),
         "responses_per_s": len(examples) / elapsed,
         "span_thresholds": thresholds,
         "by_task": {},
