@@ -2,16 +2,19 @@
 
 Each risk has up to four thresholds, one per action (warn, regenerate, fallback, block); a score
 at or above an action's threshold triggers it, and the most severe triggered action over all
-risks wins. A missing threshold never triggers.
+risks wins. A missing threshold never triggers. A score that is not a finite number is refused
+(:class:`~scope_guard.errors.InputError`): NaN compares false with every threshold, so it would
+silently allow; the guard turns the error into its failure mode (fail open or closed).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from scope_guard.errors import ConfigError
+from scope_guard.errors import ConfigError, InputError
 from scope_guard.types import Action, Decision
 
 __all__ = ["Policy", "RiskThresholds"]
@@ -101,7 +104,16 @@ class Policy:
         return cls({})
 
     def decide(self, scores: Mapping[str, float]) -> Decision:
-        """The most severe action triggered by any risk, with a reason per triggered risk."""
+        """The most severe action triggered by any risk, with a reason per triggered risk.
+
+        Raises:
+            InputError: a score is not a finite number (NaN or infinite), whether or not its
+                risk has a rule (a broken detector must not pass silently).
+        """
+        bad = {r: p for r, p in scores.items() if not math.isfinite(float(p))}
+        if bad:
+            msg = f"risk scores must be finite probabilities, got {bad}"
+            raise InputError(msg)
         action = Action.ALLOW
         reasons = []
         for risk, probability in sorted(scores.items()):

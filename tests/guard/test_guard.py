@@ -9,6 +9,7 @@ from synthetic_rag import synthetic_rag
 
 from calibration.pipeline import CalibrationSettings, calibrate
 from detectors.grounding import GroundingDetector
+from detectors.probe import ProbeScore
 from scope_guard.errors import ArtifactError, ConfigError, InputError
 from scope_guard.guard import ScopeGuard
 from scope_guard.policy import Policy
@@ -167,6 +168,28 @@ def test_failure_modes(mode, action):
     assert sink.records[0].error == "RuntimeError: boom"
     with pytest.raises(RuntimeError, match="boom"):
         ScopeGuard(detectors=[Exploding()], raise_errors=True).assess(_exchange(GROUNDED))
+
+
+class NotANumber(Exploding):
+    """A primary detector that returns a NaN probability instead of raising."""
+
+    name = "fabrication"
+
+    def score(self, *args, **kwargs):
+        nan = float("nan")
+        return ProbeScore(self.name, self.risk, nan, logit=nan, threshold=0.5, flagged=False)
+
+
+@pytest.mark.parametrize(("mode", "action"), [("open", Action.ALLOW), ("closed", Action.FALLBACK)])
+def test_a_nan_score_is_a_guard_failure(mode, action):
+    sink = MemorySink()
+    guard = ScopeGuard(detectors=[NotANumber()], failure_mode=mode, risk_log=sink)
+    report = guard.assess(_exchange(FABRICATED))
+    assert report.decision.action is action
+    assert report.error is not None
+    assert report.error.startswith("InputError: risk scores must be finite")
+    assert guard.stats.failures == 1
+    assert sink.records[0].error == report.error
 
 
 def test_batch_isolates_a_failing_exchange(grounding_bundle):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from scope_guard.errors import InputError
 from scope_guard.policy import Policy, RiskThresholds
 from scope_guard.types import Action
 
@@ -67,3 +68,11 @@ def test_thresholds_are_validated():
 
 def test_monitor_only_never_acts():
     assert Policy.monitor_only().decide({"fabrication": 1.0}).action is Action.ALLOW
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("risk", ["fabrication", "deception"])  # with a rule, and without
+def test_non_finite_scores_are_refused(bad, risk):
+    # NaN compares false with every threshold: accepted, it would allow silently
+    with pytest.raises(InputError, match=risk):
+        Policy(RULES).decide({"sycophancy": 0.1, risk: bad})

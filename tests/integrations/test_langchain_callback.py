@@ -258,12 +258,11 @@ def test_runs_that_never_end_are_dropped_beyond_the_cap() -> None:
     sink = MemorySink()
     handler = ScopeGuardCallbackHandler(make_guard(sink), max_runs=10)
     roots = [uuid.uuid4() for _ in range(100)]
-    for root in roots:
+    models = [uuid.uuid4() for _ in roots]
+    for root, model in zip(roots, models, strict=True):
         handler.on_chain_start({}, {"question": "q"}, run_id=root, parent_run_id=None)
-        handler.on_chat_model_start(
-            {}, [[HumanMessage("q")]], run_id=uuid.uuid4(), parent_run_id=root
-        )
-        handler.on_llm_new_token("never ends", run_id=uuid.uuid4(), parent_run_id=root)
+        handler.on_chat_model_start({}, [[HumanMessage("q")]], run_id=model, parent_run_id=root)
+        handler.on_llm_new_token("never ends", run_id=model, parent_run_id=root)
 
     assert len(handler.collector) == 10
     assert handler.collector.tracked_runs == 20
@@ -278,6 +277,8 @@ def test_runs_that_never_end_are_dropped_beyond_the_cap() -> None:
     assert len(handler.collector) == 10
     assert sink.records == []
     # the kept roots still complete normally
+    answer = LLMResult(generations=[[ChatGeneration(message=AIMessage(GROUNDED))]])
+    handler.on_llm_end(answer, run_id=models[-1])
     handler.on_chain_end(GROUNDED, run_id=roots[-1])
     assert len(sink.records) == 1
     assert sink.records[0].response == GROUNDED

@@ -25,6 +25,7 @@ from lc_builders import (
 
 from scope_guard.errors import ScopeViolation
 from scope_guard.integrations.langchain import (
+    ATTEMPT_TAG,
     DEFAULT_FALLBACK,
     REPORT_EVENT,
     GuardedRunnable,
@@ -240,6 +241,31 @@ def test_report_event_in_astream_events() -> None:
     assert custom[0]["data"]["report"]["decision"]["action"] == "allow"
 
 
+def test_inner_events_carry_the_attempt_tag_and_can_be_left_out() -> None:
+    model = GenericFakeChatModel(
+        messages=iter([AIMessage(content=FABRICATED), AIMessage(content=GROUNDED)])
+    )
+    guarded = guard_runnable(rag_chain(model), make_guard(MemorySink()))
+
+    async def events(**kwargs: Any) -> list[Any]:
+        return [e async for e in guarded.astream_events(QUESTION, version="v2", **kwargs)]
+
+    every = asyncio.run(events())
+    tokens = [e for e in every if e["event"] == "on_chat_model_stream"]
+    assert "1874" in "".join(e["data"]["chunk"].content for e in tokens)  # tracing is unfiltered
+    assert all(ATTEMPT_TAG in e["tags"] for e in tokens)
+
+    model.messages = iter([AIMessage(content=FABRICATED), AIMessage(content=GROUNDED)])
+    own = asyncio.run(events(exclude_tags=[ATTEMPT_TAG]))
+    assert not [e for e in own if e["event"] == "on_chat_model_stream"]
+    served = [e["data"]["chunk"] for e in own if e["event"] == "on_chain_stream"]
+    assert "".join(served) == GROUNDED
+    assert [e["data"]["outcome"] for e in own if e["event"] == "on_custom_event"] == [
+        "regenerate",
+        "pass",
+    ]
+
+
 def test_callers_config_is_preserved() -> None:
     spy = EventSpy()
     guarded = guard_runnable(rag_chain(_model(FABRICATED, GROUNDED)), make_guard(MemorySink()))
@@ -267,6 +293,22 @@ def test_a_chain_without_text_passes_through_unassessed() -> None:
     guarded = guard_runnable(RunnableLambda(lambda x: {"n": len(x)}), make_guard(sink))
     assert guarded.invoke("abc") == {"n": 3}
     assert sink.records == []
+
+
+def test_a_regeneration_without_text_gets_no_stale_report() -> None:
+    sink = MemorySink()
+    spy = EventSpy()
+    guarded = guard_runnable(
+        rag_chain(_model(FABRICATED)),
+        make_guard(sink),
+        regenerate_with=RunnableLambda(lambda q: {"n_docs": 3}),
+    )
+
+    out = guarded.invoke(QUESTION, config={"callbacks": [spy]})
+
+    assert out == {"n_docs": 3}  # not the first attempt's report under "scope_guard"
+    assert [(r.attempt, r.action) for r in sink.records] == [(1, "regenerate")]
+    assert [data["outcome"] for _, data in spy.events] == ["regenerate"]
 
 
 def test_bad_settings_are_refused() -> None:

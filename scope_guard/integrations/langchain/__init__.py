@@ -24,6 +24,7 @@ from scope_guard.integrations.langchain.callback import (
 )
 from scope_guard.integrations.langchain.collector import Capture, RunCollector
 from scope_guard.integrations.langchain.runnable import (
+    ATTEMPT_TAG,
     DEFAULT_FALLBACK,
     REPORT_EVENT,
     GuardedRunnable,
@@ -32,6 +33,7 @@ from scope_guard.integrations.langchain.runnable import (
 )
 
 __all__ = [
+    "ATTEMPT_TAG",
     "DEFAULT_FALLBACK",
     "REPORT_EVENT",
     "VIOLATIONS",

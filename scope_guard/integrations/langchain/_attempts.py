@@ -33,9 +33,12 @@ from scope_guard.types import Action, Exchange, RiskReport
 if TYPE_CHECKING:
     from scope_guard.integrations.langchain.runnable import GuardedRunnable
 
-__all__ = ["AttemptCollector", "Attempts", "Step"]
+__all__ = ["ATTEMPT_TAG", "AttemptCollector", "Attempts", "Step"]
 
 logger = logging.getLogger(__name__)
+
+ATTEMPT_TAG = "scope_guard:attempt"
+"""Tag of every run inside an attempt (inherited): their events carry unassessed text."""
 
 
 class Step(Enum):
@@ -65,7 +68,11 @@ class AttemptCollector(BaseCallbackHandler):
         self.capture: Capture | None = None
 
     def _keep(self, capture: Capture | None) -> None:
-        if capture is not None and self.capture is None:
+        # The first root with a model answer wins: a wrapper that hands its own config on
+        # (with_fallbacks) makes its inner runnable a second root, ending before the wrapper.
+        if capture is None:
+            return
+        if self.capture is None or (self.capture.response is None and capture.response is not None):
             self.capture = capture
 
     def on_chain_start(
@@ -93,7 +100,27 @@ class AttemptCollector(BaseCallbackHandler):
     def on_retriever_end(
         self, documents: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
     ) -> None:
-        self.runs.retriever_end(documents, run_id=run_id, parent_run_id=parent_run_id)
+        self._keep(self.runs.retriever_end(documents, run_id=run_id, parent_run_id=parent_run_id))
+
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self.runs.run_error(run_id=run_id)
+
+    def on_tool_start(
+        self,
+        serialized: Any,
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.runs.run_start(run_id=run_id, parent_run_id=parent_run_id)
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._keep(self.runs.run_end(run_id=run_id))
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self.runs.run_error(run_id=run_id)
 
     def on_chat_model_start(
         self,
@@ -137,10 +164,10 @@ class AttemptCollector(BaseCallbackHandler):
         self.runs.model_error(run_id=run_id)
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._keep(self.runs.chain_end(outputs, run_id=run_id, inputs=kwargs.get("inputs")))
+        self._keep(self.runs.run_end(run_id=run_id, inputs=kwargs.get("inputs")))
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self.runs.chain_error(run_id=run_id)
+        self.runs.run_error(run_id=run_id)
 
 
 class Attempts:
@@ -169,14 +196,18 @@ class Attempts:
         input = self.input
         if regenerating and g.feedback and isinstance(input, Mapping) and self.report:
             input = {**input, g.feedback_key: feedback_text(self.report)}
+        # the previous attempt's report is not this attempt's: one without text gets none
+        self.report = None
         return runnable, input, AttemptCollector()
 
     def config(self, config: RunnableConfig, collector: AttemptCollector) -> RunnableConfig:
-        """The caller's config, parented to the guarded run, with the collector added and the
-        attempt in the inner run's tags and metadata."""
+        """The caller's config, parented to the guarded run, with the collector added, the
+        attempt in the inner run's tags (``scope_guard:attempt-N``) and metadata, and
+        :data:`ATTEMPT_TAG` on every run inside the attempt."""
         callbacks = self.run_manager.get_child(tag=f"scope_guard:attempt-{self.attempt}")
         callbacks.add_handler(collector, inherit=True)
         patched = patch_config(config, callbacks=callbacks)
+        patched["tags"] = [*patched.get("tags", []), ATTEMPT_TAG]
         patched["metadata"] = {
             **patched.get("metadata", {}),
             "scope_guard_request_id": self.request_id,

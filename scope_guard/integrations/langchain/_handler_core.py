@@ -31,8 +31,9 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class HandlerStats:
-    """Thread-safe counters of a handler: roots assessed, violations, skipped roots (no text),
-    host errors (roots that failed), and the handler's own errors (swallowed)."""
+    """Thread-safe counters of a handler: roots assessed, violations, skipped roots (no model
+    answer to assess), host errors (roots that failed), and the handler's own errors
+    (swallowed)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -182,9 +183,11 @@ class GuardHandlerBase:
             if self.mode == "gate":
                 raise ScopeViolation(report.decision, report=report)
 
-    def _root_failed(self, released: bool) -> None:
-        if released:
-            self.stats.add("host_errors")
+    def _root_failed(self, released: bool, error: BaseException) -> None:
+        if not released:
+            return
+        # an async stream the consumer abandoned ends in GeneratorExit: not a host failure
+        self.stats.add("skipped" if isinstance(error, GeneratorExit) else "host_errors")
 
     def _handler_failed(self, hook: str) -> None:
         self.stats.add("handler_errors")

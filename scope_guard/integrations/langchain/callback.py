@@ -3,10 +3,24 @@
 When the assessment happens: when the ROOT run ends. For a chain that is the chain's
 ``on_chain_end``, with the last model response of the run (a chain that calls a model to
 rewrite the query and then to answer is judged on the answer) and the prompt of that call; for
-a bare model call (no chain) it is the model's ``on_llm_end``. A root with no model call is
-judged on its text output (a string, a message, or a dict's ``answer``/``output``... key), and
-not at all when it has none. A root that fails (``on_chain_error``/``on_llm_error``) is released
-and not logged: there is no answer to assess, and the host's own error is the host's to report.
+a bare model call (no chain) it is the model's ``on_llm_end``. Documents retrieved anywhere under
+the root count, a retriever called inside a tool included.
+
+What is never assessed (released, counted in ``stats.skipped``, no record):
+
+- a root in which no model call ended: it generated no answer. That covers a bare retriever or
+  tool call, a chain whose model emits no callbacks, and the wrapper of
+  ``chain.with_fallbacks([...])``: LangChain hands the wrapper's own config to the chain and the
+  fallbacks, so each shows up as a root of its own; the chain (and a fallback that calls a
+  model) is assessed, gated and logged once, the wrapper and a model-free fallback (a canned
+  ``RunnableLambda``) are not. In gate mode a violation of the chain thus makes
+  ``with_fallbacks`` serve its fallback;
+- a root that ends while a model call is still in flight: a stream the consumer abandoned
+  (``break``), whose partial text is not an answer (logged at debug level). An abandoned async
+  stream ends in ``GeneratorExit`` instead: skipped too, not counted as a host error.
+
+A root that fails (``on_chain_error``/``on_llm_error``/``on_tool_error``/``on_retriever_error``)
+is released and not logged either: the host's own error is the host's to report.
 
 Modes:
 - ``"monitor"``: score and log, never interfere. Every hook is wrapped: a bug of the handler
@@ -102,7 +116,33 @@ class ScopeGuardCallbackHandler(GuardHandlerBase, BaseCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        self.collector.retriever_end(documents, run_id=run_id, parent_run_id=parent_run_id)
+        self._assess(
+            self.collector.retriever_end(documents, run_id=run_id, parent_run_id=parent_run_id)
+        )
+
+    @never_raises
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._root_failed(self.collector.run_error(run_id=run_id), error)
+
+    @never_raises
+    def on_tool_start(
+        self,
+        serialized: Any,
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.collector.run_start(run_id=run_id, parent_run_id=parent_run_id)
+
+    @never_raises
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._assess(self.collector.run_end(run_id=run_id))
+
+    @never_raises
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._root_failed(self.collector.run_error(run_id=run_id), error)
 
     @never_raises
     def on_chat_model_start(
@@ -124,16 +164,16 @@ class ScopeGuardCallbackHandler(GuardHandlerBase, BaseCallbackHandler):
 
     @never_raises
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._root_failed(self.collector.model_error(run_id=run_id))
+        self._root_failed(self.collector.model_error(run_id=run_id), error)
 
     @never_raises
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        capture = self.collector.chain_end(outputs, run_id=run_id, inputs=kwargs.get("inputs"))
+        capture = self.collector.run_end(run_id=run_id, inputs=kwargs.get("inputs"))
         self._assess(capture)
 
     @never_raises
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._root_failed(self.collector.chain_error(run_id=run_id))
+        self._root_failed(self.collector.run_error(run_id=run_id), error)
 
     def _assess(self, capture: Capture | None) -> None:
         exchange = self._exchange(capture) if capture is not None else None
@@ -181,7 +221,35 @@ class AsyncScopeGuardCallbackHandler(GuardHandlerBase, AsyncCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        self.collector.retriever_end(documents, run_id=run_id, parent_run_id=parent_run_id)
+        await self._aassess(
+            self.collector.retriever_end(documents, run_id=run_id, parent_run_id=parent_run_id)
+        )
+
+    @never_raises
+    async def on_retriever_error(
+        self, error: BaseException, *, run_id: UUID, **kwargs: Any
+    ) -> None:
+        self._root_failed(self.collector.run_error(run_id=run_id), error)
+
+    @never_raises
+    async def on_tool_start(
+        self,
+        serialized: Any,
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.collector.run_start(run_id=run_id, parent_run_id=parent_run_id)
+
+    @never_raises
+    async def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        await self._aassess(self.collector.run_end(run_id=run_id))
+
+    @never_raises
+    async def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._root_failed(self.collector.run_error(run_id=run_id), error)
 
     @never_raises
     async def on_chat_model_start(
@@ -203,16 +271,16 @@ class AsyncScopeGuardCallbackHandler(GuardHandlerBase, AsyncCallbackHandler):
 
     @never_raises
     async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._root_failed(self.collector.model_error(run_id=run_id))
+        self._root_failed(self.collector.model_error(run_id=run_id), error)
 
     @never_raises
     async def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        capture = self.collector.chain_end(outputs, run_id=run_id, inputs=kwargs.get("inputs"))
+        capture = self.collector.run_end(run_id=run_id, inputs=kwargs.get("inputs"))
         await self._aassess(capture)
 
     @never_raises
     async def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._root_failed(self.collector.chain_error(run_id=run_id))
+        self._root_failed(self.collector.run_error(run_id=run_id), error)
 
     async def _aassess(self, capture: Capture | None) -> None:
         exchange = self._exchange(capture) if capture is not None else None

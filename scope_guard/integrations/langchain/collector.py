@@ -3,7 +3,16 @@
 A run is a *root* when this collector has not seen its parent: the outermost run the handler
 is attached to (``parent_run_id is None`` for ``chain.invoke(x, {"callbacks": [h]})``, or the
 chain's own run when the handler was added to a nested step or to the guarded runnable's inner
-call). Every later run is mapped to its root through the ``parent_run_id`` chain.
+call). Every later run (chain, model, retriever or tool: every kind of run LangChain starts) is
+mapped to its root through the ``parent_run_id`` chain; the other hooks (``on_retry``,
+``on_text``, ``on_custom_event``...) report on a run that already exists and start none.
+
+What a root is judged on is the answer a model generated in it: the last model call that ended.
+A root in which no model call ended (a bare retriever or tool call, or a wrapper such as
+``with_fallbacks`` that hands its own config on, so that its inner runnable shows up as a root
+of its own) has no generated answer, and a root that ends while a model call is still in flight
+(a stream the consumer abandoned) has only part of one: both are released with
+``response=None``, i.e. nothing to assess.
 
 Memory is bounded: at most ``max_runs`` roots are in flight (default 1024; the earliest started
 is dropped first) and a root older than ``ttl_s`` seconds (default one hour) is dropped at the
@@ -30,7 +39,6 @@ from langchain_core.outputs import LLMResult
 
 from scope_guard.integrations.langchain._text import (
     document_text,
-    output_text,
     question_text,
     result_text,
     token_text,
@@ -50,8 +58,8 @@ class Capture:
         question: The chain input's question ("" when none was found).
         contexts: Texts of the retrieved documents, in retrieval order (exact repeats dropped).
         prompt: The prompt of the model call that produced ``response`` (``None`` if unseen).
-        response: The last model response of the run, else the chain's text output; ``None``
-            when the run produced no text (nothing to assess).
+        response: The last model response of the run; ``None`` when no model call ended in it,
+            or when the root ended with a model call still in flight (nothing to assess).
         model: The model's name when LangChain reported it (``ls_model_name``).
     """
 
@@ -78,14 +86,15 @@ class _Root:
     prompts: dict[UUID, tuple[str, str | None]] = field(default_factory=dict)
     tokens: dict[UUID, list[str]] = field(default_factory=dict)
 
-    def capture(self, fallback_response: str | None = None) -> Capture:
-        response = self.response if self.response is not None else fallback_response
+    def capture(self) -> Capture:
+        # a model call still in flight: the stream was abandoned, the answer is partial
+        complete = not self.prompts
         return Capture(
             root_run_id=self.run_id,
             question=self.question or self.query,
             contexts=tuple(self.contexts),
-            prompt=self.prompt,
-            response=response,
+            prompt=self.prompt if complete else None,
+            response=self.response if complete else None,
             model=self.model,
         )
 
@@ -138,17 +147,28 @@ class RunCollector:
 
     def retriever_end(
         self, documents: Sequence[Any], *, run_id: UUID, parent_run_id: UUID | None
-    ) -> None:
+    ) -> Capture | None:
+        """Keep the documents; returns the (answerless) capture when the retriever was the root
+        (a bare ``retriever.invoke``), which is then released."""
         texts = [document_text(d) for d in documents]
         with self._lock:
             root = self._lookup(run_id, parent_run_id)
             if root is None:
-                return
+                return None
             for text in texts:
                 if len(root.contexts) >= self.max_contexts:
                     break
                 if text and text not in root.contexts:
                     root.contexts.append(text)
+            if root.run_id == run_id:
+                return self._finish(root).capture()
+        return None
+
+    def run_start(self, *, run_id: UUID, parent_run_id: UUID | None) -> None:
+        """A run with nothing to collect at its start (a tool) starts: it is mapped to its
+        parent's root, so that the runs it starts (a retriever inside a tool) are too."""
+        with self._lock:
+            self._register(run_id, parent_run_id)
 
     def model_start(
         self,
@@ -207,9 +227,10 @@ class RunCollector:
                 return True
         return False
 
-    # ------------------------------------------------------------------ chain end
-    def chain_end(self, outputs: Any, *, run_id: UUID, inputs: Any = None) -> Capture | None:
-        """Returns the capture (and releases the root) when ``run_id`` is a root chain."""
+    # ------------------------------------------------------------------ run end
+    def run_end(self, *, run_id: UUID, inputs: Any = None) -> Capture | None:
+        """A chain, tool or retriever run ends; returns the capture (and releases the root) when
+        ``run_id`` is a root. ``inputs``: the run's input, when LangChain gives it at the end."""
         with self._lock:
             root = self._roots.get(run_id)
             if root is None:
@@ -217,9 +238,15 @@ class RunCollector:
             if not root.question and inputs is not None:  # streamed: the input comes at the end
                 root.question = question_text(inputs)
             self._finish(root)
-        return root.capture(fallback_response=output_text(outputs))
+        if root.prompts:
+            logger.debug(
+                "scope-guard: run %s ended with a model call in flight (an abandoned stream); "
+                "released unassessed",
+                run_id,
+            )
+        return root.capture()
 
-    def chain_error(self, *, run_id: UUID) -> bool:
+    def run_error(self, *, run_id: UUID) -> bool:
         """Release a root that failed; True when ``run_id`` was a root."""
         with self._lock:
             root = self._roots.get(run_id)

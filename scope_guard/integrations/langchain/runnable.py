@@ -18,10 +18,18 @@ Then, by the decision's action:
 Every assessment is also dispatched as a custom event ``"scope_guard_report"`` (data:
 ``{"report": ..., "attempt": n, "outcome": ...}``), so tracers and ``astream_events`` see it for
 any output type; each attempt's run is tagged ``scope_guard:attempt-N`` and the fallback's run
-``scope_guard:fallback``. ``stream``/``astream`` buffer the chain's chunks until the answer is
-assessed, then replay them (and a final ``{report_key: report}`` chunk for dict streams): no
-unassessed text ever reaches the caller. Errors of the chain itself propagate unchanged and are
-not logged (there is no answer to assess).
+``scope_guard:fallback``. Errors of the chain itself propagate unchanged and are not logged
+(there is no answer to assess).
+
+What the caller gets: ``invoke``/``ainvoke``/``batch``/``abatch`` return, and
+``stream``/``astream`` yield, only an answer that was assessed and passed, or the fallback (and
+an output with no text at all, passed through unassessed). The streams hold the chain's chunks
+back until the answer is assessed, then replay them (and a final ``{report_key: report}`` chunk
+for dict streams). Tracing is not filtered: callbacks given to the call and ``astream_events``
+also see the events of the runs inside each attempt, the ``on_chat_model_stream`` chunks of a
+rejected answer included. Every run inside an attempt carries the inherited tag
+:data:`ATTEMPT_TAG` (``"scope_guard:attempt"``): ``astream_events(..., exclude_tags=[ATTEMPT_TAG])``
+leaves the guarded run's own events, whose output is what the caller gets.
 
 The answer assessed is the attempt's last model response (what the generator wrote), else the
 chain output's text (a string, a message, a dict's ``answer``/``output``... key); an output with
@@ -45,11 +53,23 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.utils.pydantic import TypeBaseModel
 
 from scope_guard.errors import ConfigError
-from scope_guard.integrations.langchain._attempts import AttemptCollector, Attempts, Step
+from scope_guard.integrations.langchain._attempts import (
+    ATTEMPT_TAG,
+    AttemptCollector,
+    Attempts,
+    Step,
+)
 from scope_guard.integrations.langchain._outputs import add_chunks, attach_report
 from scope_guard.types import RiskReport
 
-__all__ = ["DEFAULT_FALLBACK", "REPORT_EVENT", "GuardedRunnable", "guard_runnable", "wrap"]
+__all__ = [
+    "ATTEMPT_TAG",
+    "DEFAULT_FALLBACK",
+    "REPORT_EVENT",
+    "GuardedRunnable",
+    "guard_runnable",
+    "wrap",
+]
 
 logger = logging.getLogger(__name__)
 
