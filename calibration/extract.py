@@ -101,6 +101,7 @@ def _reader_namespace(reader: Reader, site: Site) -> dict[str, Any]:
     template = reader.tokenizer.chat_template if reader.encoder.uses_chat_template else None
     return {
         "reader": reader.fingerprint_upto(site.layer),
+        "tokenizer": reader.tokenizer_fingerprint,
         "dtype": reader.info.dtype,
         "max_tokens": reader.max_tokens,
         "chat_template": text_key(template) if template else None,

@@ -11,7 +11,7 @@ Layout::
 
 No pickle anywhere. Loading verifies every file hash and the schema, and refuses with an
 :class:`~scope_guard.errors.ArtifactError` that says what differs: an altered file, another
-reader (by fingerprint), another SAE, or another grounding feature set.
+reader (by weight and tokenizer fingerprints), another SAE, or another grounding feature set.
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ class DetectorBundle:
             d_model=info.d_model,
             fingerprint=reader.fingerprint_upto(max(layers)),
             fingerprint_layer=max(layers),
+            tokenizer=reader.tokenizer_fingerprint,
             dtype=info.dtype,
             chat_template=hashlib.sha256(str(template).encode()).hexdigest() if template else None,
             is_stand_in=info.is_stand_in,
@@ -292,7 +293,12 @@ class DetectorBundle:
 
     def check_reader(self, reader: Reader) -> None:
         """Refuse a reader other than the one the bundle was fitted with: other weights (up to
-        the deepest layer read), another chat template, or missing sites."""
+        the deepest layer read), another tokenizer, another chat template, or missing sites.
+
+        A smaller ``max_tokens`` than at fitting, or another dtype, only logs a warning: the
+        first changes only exchanges longer than the new limit, the second shifts scores
+        slightly; both are a deployment's choice (memory, speed), not another reader.
+        """
         spec = self.reader
         if spec is None:
             return
@@ -310,6 +316,14 @@ class DetectorBundle:
                 f"d_model {reader.d_model})"
             )
             raise ArtifactError(msg)
+        if reader.tokenizer_fingerprint != spec.tokenizer:
+            msg = (
+                f"the reader's tokenizer (fingerprint {reader.tokenizer_fingerprint[:12]}, "
+                f"{len(reader.tokenizer)} tokens) is not the one the bundle was fitted with "
+                f"(fingerprint {spec.tokenizer[:12]}): its vocabulary, merges, normalization or "
+                "special tokens differ, so the same text gives other token ids"
+            )
+            raise ArtifactError(msg)
         template = reader.tokenizer.chat_template if reader.encoder.uses_chat_template else None
         digest = hashlib.sha256(str(template).encode()).hexdigest() if template else None
         if digest != spec.chat_template:
@@ -318,6 +332,13 @@ class DetectorBundle:
                 "fitted with (or uses none where the bundle used one)"
             )
             raise ArtifactError(msg)
+        if spec.max_tokens is not None and reader.max_tokens < spec.max_tokens:
+            logger.warning(
+                "bundle was fitted reading up to %d tokens per exchange; this reader cuts at %d "
+                "(longer exchanges lose prompt context the detectors saw)",
+                spec.max_tokens,
+                reader.max_tokens,
+            )
         if spec.dtype and reader.info.dtype != spec.dtype:
             logger.warning(
                 "bundle was fitted with a %s reader; this one is %s (scores shift slightly)",

@@ -33,18 +33,22 @@ SCHEMA_VERSION = 1
 
 
 class ReaderSpec(BaseModel):
-    """The reader a bundle was fitted with; ``fingerprint`` must match at load."""
+    """The reader a bundle was fitted with; ``fingerprint`` and ``tokenizer`` must match at load."""
 
     model_config = ConfigDict(frozen=True)
     name: str
     source: str | None = None
     max_tokens: int | None = None
+    """The reader's ``max_tokens`` at fitting; a reader with fewer cuts exchanges the detectors
+    saw whole (a warning, not a refusal: only exchanges longer than the smaller limit change)."""
     model_type: str
     n_layers: int
     d_model: int
     fingerprint: str
     """:meth:`Reader.fingerprint_upto` ``fingerprint_layer``: the weights the features use."""
     fingerprint_layer: int
+    tokenizer: str
+    """:attr:`Reader.tokenizer_fingerprint`: vocabulary, merges, normalization, special tokens."""
     dtype: str | None = None
     chat_template: str | None = None
     """sha256 of the chat template the exchanges were rendered with; ``None``: no template."""

@@ -150,12 +150,18 @@ def encode_reading(
     Only the sites given in ``saes`` are encoded; a narrowed SAE computes only its latents.
 
     Raises:
-        ConfigError: a site was not read, or its SAE has another input width.
+        ConfigError: a site was not read, its SAE was trained on another site (when the SAE
+            knows its site), or its SAE has another input width.
     """
     mode = Pooling.parse(pooling)
     out: dict[Site, SiteFeatures] = {}
     for key, sae in saes.items():
         site = Site.parse(key)
+        # Widths alone cannot catch this: resid_post and mlp_out of one layer are both d_model.
+        if sae.info.site is not None and sae.info.site != site:
+            source = f" ({sae.info.source})" if sae.info.source else ""
+            msg = f"the SAE given for {site} was trained on {sae.info.site}{source}"
+            raise ConfigError(msg)
         acts = reading.activation(site)
         if acts.shape[1] != sae.d_model:
             msg = (

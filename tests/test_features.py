@@ -22,9 +22,13 @@ SITE = Site(3, "resid_post")
 
 
 def _reading(acts: torch.Tensor) -> Reading:
+    return _reading_at(SITE, acts)
+
+
+def _reading_at(site: Site, acts: torch.Tensor) -> Reading:
     n = acts.shape[0]
     return Reading(
-        activations={SITE: acts},
+        activations={site: acts},
         token_ids=tuple(range(n)),
         tokens=tuple("t" for _ in range(n)),
         offsets=tuple((i, i + 1) for i in range(n)),
@@ -110,6 +114,24 @@ def test_narrowed_sae_gives_the_same_columns():
 def test_encode_reading_width_mismatch():
     with pytest.raises(ConfigError, match="width 4"):
         encode_reading(_reading(torch.randn(3, 8)), {SITE: _sae()})
+
+
+def test_sae_of_another_site_is_refused():
+    """resid_post and mlp_out of one layer have one width: only the SAE's own site tells."""
+    acts = torch.randn(3, 4)
+    with pytest.raises(ConfigError, match="given for mlp_out@3 was trained on resid_post@3"):
+        encode_reading(_reading_at(Site(3, "mlp_out"), acts), {"mlp_out@3": _sae()})
+    base = _sae()
+    unknown = JumpReLUSAE(
+        base.W_enc,
+        base.W_dec,
+        base.b_enc,
+        base.b_dec,
+        base.threshold,
+        info=SAEInfo(d_model=4, d_sae=6),  # no site recorded: nothing to compare
+    )
+    feats = encode_reading(_reading_at(Site(3, "mlp_out"), acts), {"mlp_out@3": unknown})
+    assert feats["mlp_out@3"].codes.shape == (3, 6)
 
 
 def test_feature_lookup_by_spelling():

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from scope_guard.errors import ArtifactError, ConfigError
@@ -28,6 +29,7 @@ __all__ = [
     "decoder_layers",
     "find_decoder",
     "load_decoder",
+    "parse_device",
     "parse_dtype",
     "quiet_transformers",
     "resolve_model_dir",
@@ -45,6 +47,7 @@ SUPPORTED_MODEL_TYPES: dict[str, str] = {
     "gemma3": "sdpa",
 }
 _WEIGHT_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.jinja", "*.txt"]
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 _DTYPES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -55,9 +58,21 @@ _DTYPES = {
 }
 
 
+# A torch.dtype given directly: the floating types a decoder can run in.
+_TORCH_DTYPES = frozenset({torch.float32, torch.bfloat16, torch.float16, torch.float64})
+
+
 def parse_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """Resolve a dtype setting; ``"auto"`` is bf16 on GPUs and on CPUs with bf16 instructions."""
+    """Resolve a dtype setting; ``"auto"`` is bf16 on GPUs and on CPUs with bf16 instructions.
+
+    Raises:
+        ConfigError: an unknown name, or a dtype a decoder cannot run in (integer, bool, fp8).
+    """
     if isinstance(dtype, torch.dtype):
+        if dtype not in _TORCH_DTYPES:
+            valid = ", ".join(sorted(str(d) for d in _TORCH_DTYPES))
+            msg = f"a reader cannot run in {dtype}; valid: {valid}"
+            raise ConfigError(msg)
         return dtype
     key = str(dtype).lower().removeprefix("torch.")
     if key == "auto":
@@ -71,6 +86,36 @@ def parse_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
         msg = f"unknown dtype {dtype!r}; valid: auto, {', '.join(sorted(_DTYPES))}"
         raise ConfigError(msg)
     return _DTYPES[key]
+
+
+def parse_device(device: str | torch.device) -> torch.device:
+    """Resolve a device setting and check that this torch can use it.
+
+    Raises:
+        ConfigError: an unknown device string, or a device this machine or torch build lacks.
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        msg = f"unknown device {device!r}; valid: 'cpu', 'cuda', 'cuda:N', 'mps'"
+        raise ConfigError(msg) from exc
+    # Checked here because torch only fails at the first .to(device), with an AssertionError
+    # ("Torch not compiled with CUDA enabled") or a RuntimeError.
+    if parsed.type == "cuda":
+        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n_gpus == 0:
+            msg = (
+                f"device {str(parsed)!r} requested, but this torch ({torch.__version__}) sees no "
+                "CUDA GPU; use device='cpu' or install a CUDA build of torch"
+            )
+            raise ConfigError(msg)
+        if parsed.index is not None and parsed.index >= n_gpus:
+            msg = f"device {str(parsed)!r} requested, but only {n_gpus} CUDA GPU(s) are visible"
+            raise ConfigError(msg)
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        msg = "device 'mps' requested, but MPS is not available here; use device='cpu'"
+        raise ConfigError(msg)
+    return parsed
 
 
 def resolve_model_dir(
@@ -200,7 +245,7 @@ def load_decoder(
     The checkpoint's later layers and LM head are never materialised: the config is cut to the
     layers needed before the weights are loaded.
     """
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel
 
     try:
         config = AutoConfig.from_pretrained(folder)
@@ -216,12 +261,8 @@ def load_decoder(
             "(Gemma 2 for Gemma Scope, Gemma 3 for Gemma Scope 2)"
         )
         raise ConfigError(msg)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError, KeyError) as exc:
-        msg = f"cannot read the tokenizer in {folder}: {exc}"
-        raise ArtifactError(msg) from exc
     cfg = text_config(config)
+    tokenizer = _load_tokenizer(folder, vocab_size=int(cfg.vocab_size))
     n_layers = int(cfg.num_hidden_layers)
     if deepest_layer >= n_layers:
         msg = f"layer {deepest_layer} requested, but the model in {folder} has {n_layers} layers"
@@ -240,7 +281,8 @@ def load_decoder(
                 use_safetensors=True,
                 output_loading_info=True,
             )
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        # SafetensorError (a torn or corrupt file) derives from Exception only.
         msg = f"cannot load the model weights in {folder}: {exc}"
         raise ArtifactError(msg) from exc
     # A weight the checkpoint lacks would otherwise be left at its random initialisation.
@@ -254,3 +296,33 @@ def load_decoder(
         raise ArtifactError(msg)
     decoder = find_decoder(model).to(device).eval()
     return LoadedDecoder(decoder, tokenizer, full_config, n_layers, model_type)
+
+
+def _load_tokenizer(folder: Path, *, vocab_size: int) -> Any:
+    """The checkpoint's own tokenizer, refused when it is missing or not this model's."""
+    from transformers import AutoTokenizer
+
+    # Without tokenizer files transformers 5 builds an empty 5-token tokenizer from the
+    # config alone: every word becomes <unk> and BOS goes missing, silently.
+    if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        msg = (
+            f"{folder} has no tokenizer ({' or '.join(_TOKENIZER_FILES)}); copy the "
+            "checkpoint's tokenizer files next to its config.json"
+        )
+        raise ArtifactError(msg)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, KeyError) as exc:
+        msg = f"cannot read the tokenizer in {folder}: {exc}"
+        raise ArtifactError(msg) from exc
+    # Sizes need not match exactly: Gemma 3 pads its embedding (262,208 rows for 262,145
+    # tokens), and the 1B model's tokenizer has one token beyond its 262,144 rows. A tokenizer
+    # off by a factor of two belongs to another model.
+    size = len(tokenizer)
+    if not vocab_size // 2 <= size <= 2 * vocab_size:
+        msg = (
+            f"the tokenizer in {folder} has {size} tokens, but the model's embedding has "
+            f"{vocab_size} rows: it is not this model's tokenizer"
+        )
+        raise ArtifactError(msg)
+    return tokenizer

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -17,10 +17,12 @@ from torch import nn
 from scope_guard.errors import ConfigError, InputError
 from scope_guard.reader.exchange import EncodedExchange, ExchangeEncoder
 from scope_guard.reader.hooks import capture_sites, run_until_stopped, site_module
+from scope_guard.reader.identity import WeightDigests, tokenizer_digest
 from scope_guard.reader.loading import (
     decoder_layers,
     find_decoder,
     load_decoder,
+    parse_device,
     parse_dtype,
     resolve_model_dir,
     site_dim,
@@ -35,6 +37,25 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 4096
 MINIATURE_SOURCE = "miniature"  # Reader.source of the built-in stand-in
+
+# One pass lock per decoder, not per Reader: hooks go on the shared model, so two Readers over
+# one model must not run passes at the same time. Weak keys: a dropped model drops its lock.
+_PASS_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.Lock] = weakref.WeakKeyDictionary()
+_PASS_LOCKS_GUARD = threading.Lock()
+
+
+def _pass_lock(decoder: nn.Module) -> threading.Lock:
+    with _PASS_LOCKS_GUARD:
+        lock = _PASS_LOCKS.get(decoder)
+        if lock is None:
+            lock = _PASS_LOCKS[decoder] = threading.Lock()
+        return lock
+
+
+def _check_batch_size(batch_size: object) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        msg = f"batch_size must be an integer >= 1, got {batch_size!r}"
+        raise ConfigError(msg)
 
 
 @dataclass(frozen=True)
@@ -86,9 +107,7 @@ class Reader:
         if not sites:
             msg = "a reader needs at least one site, e.g. sites=['resid_post@20']"
             raise ConfigError(msg)
-        if batch_size < 1:
-            msg = f"batch_size must be >= 1, got {batch_size}"
-            raise ConfigError(msg)
+        _check_batch_size(batch_size)
         self.sites = tuple(sorted({Site.parse(s) for s in sites}))
         self.decoder = find_decoder(model)
         self.layers = decoder_layers(self.decoder)
@@ -104,8 +123,7 @@ class Reader:
         self.is_stand_in = is_stand_in
         self.batch_size = batch_size
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        # Hooks are registered on the shared model per pass, so passes must not interleave.
-        self._lock = threading.Lock()
+        self._lock = _pass_lock(self.decoder)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -136,7 +154,7 @@ class Reader:
         if not parsed:
             msg = "a reader needs at least one site, e.g. sites=['resid_post@20']"
             raise ConfigError(msg)
-        torch_device = torch.device(device)
+        torch_device = parse_device(device)
         torch_dtype = parse_dtype(dtype, torch_device)
         folder = resolve_model_dir(
             model, cache_dir=cache_dir, local_files_only=local_files_only, revision=revision
@@ -216,38 +234,36 @@ class Reader:
         )
 
     @functools.cached_property
-    def _digests(self) -> tuple[bytes, tuple[bytes, ...]]:
-        """sha256 of the architecture + embedding, and of each loaded layer's parameters.
-
-        Each parameter contributes a slice, rounded to bf16, so the same checkpoint gives the
-        same digests in any dtype it is loaded in, and a fine-tune of any layer changes them.
-        """
-
-        def digest(tensors: Any) -> bytes:
-            h = hashlib.sha256()
-            for tensor in tensors:
-                rounded = tensor.detach().reshape(-1)[:1024].to(torch.bfloat16).float()
-                h.update(rounded.cpu().numpy().tobytes())
-            return h.digest()
-
+    def _digests(self) -> WeightDigests:
         meta = (self.info.model_type, self.n_layers, self.d_model, self.tokenizer.vocab_size)
-        embedding = cast(Any, self.decoder).get_input_embeddings().weight[:256]
-        head = hashlib.sha256(repr(meta).encode() + digest([embedding])).digest()
-        return head, tuple(digest(layer.parameters()) for layer in self.layers)
+        embedding = cast(Any, self.decoder).get_input_embeddings().weight
+        return WeightDigests(embedding, self.layers, meta)
 
     def fingerprint_upto(self, layer: int) -> str:
         """A short hash of the weights that determine activations up to ``layer`` (inclusive):
-        the embedding and layers ``0..layer``. Deeper layers, loaded or not, do not count."""
-        head, layers = self._digests
-        if not 0 <= layer < len(layers):
-            msg = f"cannot fingerprint up to layer {layer}: {len(layers)} layers are loaded"
+        the architecture, the embedding and every element of layers ``0..layer``. Deeper
+        layers, loaded or not, do not count.
+
+        Elements are rounded to bfloat16 before hashing, so float32 and bfloat16 loads of one
+        checkpoint agree; a float16 load holds other numbers and is another reader (see
+        :mod:`scope_guard.reader.identity`). Computed once per layer (seconds for Gemma 2 2B).
+        """
+        digests = self._digests
+        if not 0 <= layer < len(digests):
+            msg = f"cannot fingerprint up to layer {layer}: {len(digests)} layers are loaded"
             raise ConfigError(msg)
-        return hashlib.sha256(head + b"".join(layers[: layer + 1])).hexdigest()[:32]
+        return digests.upto(layer)
 
     @property
     def fingerprint(self) -> str:
         """:meth:`fingerprint_upto` the reader's deepest site."""
         return self.fingerprint_upto(max(s.layer for s in self.sites))
+
+    @functools.cached_property
+    def tokenizer_fingerprint(self) -> str:
+        """A short hash of the tokenizer's vocabulary, merges, normalization and special tokens:
+        two tokenizers of one vocabulary size can still split text differently."""
+        return tokenizer_digest(self.tokenizer)
 
     # ------------------------------------------------------------------ reading
     def read(self, prompt: str, response: str) -> Reading:
@@ -263,16 +279,34 @@ class Reader:
         return self.read_batch([(prompt, response)])[0]
 
     def read_batch(
-        self, exchanges: Sequence[tuple[str, str]], *, batch_size: int | None = None
+        self, exchanges: Iterable[tuple[str, str]], *, batch_size: int | None = None
     ) -> list[Reading]:
         """Read many exchanges, padded and batched; results keep the input order.
 
         Exchanges are grouped by length so that padding stays small. Padding goes on the right,
         where causal attention keeps it from touching any real token.
+
+        Args:
+            exchanges: ``(prompt, response)`` pairs; any iterable (a generator is read once).
+            batch_size: Exchanges per forward pass (``None``: the reader's default).
+
+        Raises:
+            InputError: ``exchanges`` is not iterable, or an item is not a
+                ``(prompt, response)`` pair of strings.
+            ConfigError: ``batch_size`` is not an integer >= 1.
         """
-        size = batch_size or self.batch_size
+        if batch_size is not None:
+            _check_batch_size(batch_size)
+        size = batch_size if batch_size is not None else self.batch_size
+        if not isinstance(exchanges, Iterable):
+            msg = (
+                "exchanges must be an iterable of (prompt, response) pairs, got "
+                f"{type(exchanges).__name__}"
+            )
+            raise InputError(msg)
+        items = list(exchanges)  # read twice below: a generator would be empty the second time
         encoded: list[EncodedExchange] = []
-        for i, item in enumerate(exchanges):
+        for i, item in enumerate(items):
             if not isinstance(item, tuple | list) or len(item) != 2:
                 msg = f"exchange {i} must be a (prompt, response) pair, got {type(item).__name__}"
                 raise InputError(msg)
@@ -288,7 +322,7 @@ class Reader:
                 captured[i] = acts
         return [
             self._reading(item, enc, acts)
-            for item, enc, acts in zip(exchanges, encoded, captured, strict=True)
+            for item, enc, acts in zip(items, encoded, captured, strict=True)
         ]
 
     def _forward(self, batch: Sequence[EncodedExchange]) -> list[dict[Site, torch.Tensor]]:

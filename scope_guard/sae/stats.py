@@ -38,7 +38,8 @@ def sae_stats(
 ) -> SAEStats:
     """Compute :class:`SAEStats` of a full SAE on ``activations``.
 
-    Encoding runs in the SAE's dtype; the sums are accumulated in float64.
+    Encoding runs in the SAE's dtype and on its device; the sums are accumulated in float64 on
+    the CPU.
 
     Args:
         sae: A full (not narrowed) SAE; decoding is needed for the FVU.
@@ -65,7 +66,9 @@ def sae_stats(
     if batch_size <= 0:
         msg = f"batch_size must be positive, got {batch_size}"
         raise InputError(msg)
-    x64 = x.to(torch.float64)
+    # The sums live on the CPU: the SAE returns its results on its own device, which need not
+    # be the activations' (a CUDA reading with a CPU SAE, or the reverse).
+    x64 = x.to(device="cpu", dtype=torch.float64)
     total_var = float(((x64 - x64.mean(dim=0)) ** 2).sum())
     if total_var == 0.0:
         msg = "the activations have zero variance over tokens: the FVU is undefined"
@@ -80,7 +83,7 @@ def sae_stats(
         active_total += int(active.sum())
         ever_active |= active.any(dim=0)
         sq_error += float(
-            ((x64[start : start + batch_size] - recon.cpu().to(torch.float64)) ** 2).sum()
+            ((x64[start : start + batch_size] - recon.to("cpu", torch.float64)) ** 2).sum()
         )
     stats = SAEStats(
         fvu=sq_error / total_var,

@@ -173,6 +173,35 @@ def test_another_reader_is_refused(reader, sae, tmp_path, miniature_dir):
         DetectorBundle.load(tmp_path, reader=wrong_site)
 
 
+def test_another_tokenizer_is_refused(reader, sae, tmp_path, miniature_dir):
+    """Same weights and vocabulary size, other normalization: other ids for the same text."""
+    from tokenizers import normalizers
+    from transformers import AutoTokenizer
+
+    _bundle(reader, sae, [_detector(sae)]).save(tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["reader"]["tokenizer"] == reader.tokenizer_fingerprint
+    lower = AutoTokenizer.from_pretrained(miniature_dir)
+    lower.backend_tokenizer.normalizer = normalizers.Lowercase()
+    assert len(lower) == len(reader.tokenizer)
+    other = Reader(reader.decoder, lower, [SITE], n_layers=reader.n_layers)
+    other.config = reader.config
+    assert other.fingerprint == reader.fingerprint
+    with pytest.raises(ArtifactError, match=r"tokenizer .* is not the one the bundle was fitted"):
+        DetectorBundle.load(tmp_path, reader=other)
+
+
+def test_a_smaller_max_tokens_warns(reader, sae, tmp_path, caplog):
+    """Only exchanges longer than the new limit read differently: a warning, not a refusal."""
+    _bundle(reader, sae, [_detector(sae)]).save(tmp_path)
+    with caplog.at_level("WARNING", logger="detectors.bundle"):
+        DetectorBundle.load(tmp_path, reader=Reader.miniature([SITE], max_tokens=2048))
+    assert not [r for r in caplog.records if "tokens per exchange" in r.message]
+    with caplog.at_level("WARNING", logger="detectors.bundle"):
+        DetectorBundle.load(tmp_path, reader=Reader.miniature([SITE], max_tokens=256))
+    assert [r for r in caplog.records if "this reader cuts at 256" in r.message]
+
+
 def test_another_sae_is_refused(reader, sae, tmp_path):
     bundle = _bundle(reader, sae, [_detector(sae)])
     bundle.check_sae(sae, SITE)

@@ -51,3 +51,29 @@ def test_text_key_is_stable_and_sensitive():
     assert text_key("p", "r") == text_key("p", "r")
     assert text_key("p", "r") != text_key("p", "r ")
     assert text_key("a\ud800b") == text_key("a\ud800b")  # lone surrogates hash, not crash
+
+
+def test_reader_features_are_keyed_by_the_tokenizer(tmp_path, miniature_dir):
+    """A tokenizer of the same size that splits text otherwise must not reuse cached features."""
+    from synthetic_rag import synthetic_rag
+    from tokenizers import normalizers
+    from transformers import AutoTokenizer
+
+    from calibration.extract import extract_features
+    from scope_guard.reader import Reader
+
+    data = synthetic_rag(n_sources=2, per_source=2)
+    reader = Reader.from_pretrained(miniature_dir, ["resid_post@1"], dtype="float32")
+    lower = AutoTokenizer.from_pretrained(miniature_dir)
+    lower.backend_tokenizer.normalizer = normalizers.Lowercase()
+    other = Reader(reader.decoder, lower, reader.sites, n_layers=reader.n_layers)
+
+    def computed(r: Reader) -> int:
+        got = extract_features(
+            data, reader=r, raw_sites=r.sites, cache_dir=tmp_path, progress=False
+        )
+        return got.n_computed
+
+    assert computed(reader) == len(data)
+    assert computed(other) == len(data)
+    assert computed(reader) == 0

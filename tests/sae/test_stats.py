@@ -58,3 +58,14 @@ def test_stats_errors() -> None:
         sae_stats(sae, torch.zeros(3, 5))
     with pytest.raises(ConfigError, match="narrowed"):
         sae_stats(sae.narrow([0]), X)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("sae_device", ["cpu", "cuda"])
+def test_stats_of_cuda_activations(sae_device: str) -> None:
+    """Activations on the GPU (a CUDA reading), the SAE on either device: same statistics."""
+    sae = random_sae()
+    x = random_inputs(30)
+    expected = sae_stats(sae, x)
+    got = sae_stats(sae.to(sae_device), x.to("cuda"), batch_size=7)
+    assert got == pytest.approx(expected, rel=1e-5)
