@@ -26,7 +26,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from calibration.splits import group_folds
-from scope_guard.errors import ConfigError
+from scope_guard.errors import ConfigError, InputError
 
 __all__ = ["SparseProbe"]
 
@@ -145,7 +145,8 @@ class SparseProbe(ClassifierMixin, BaseEstimator):
 
         Raises:
             ConfigError: On an invalid hyperparameter.
-            ValueError: If ``y`` does not hold exactly two classes.
+            InputError: If ``y`` does not hold exactly two classes (a ``ValueError``, as
+                scikit-learn's estimator checks expect).
         """
         self._check_params()
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64)
@@ -156,10 +157,10 @@ class SparseProbe(ClassifierMixin, BaseEstimator):
                 "Only binary classification is supported. SparseProbe got "
                 f"{classes.size} classes: {classes[:5].tolist()}"
             )
-            raise ValueError(msg)
+            raise InputError(msg)
         if classes.size < 2:
             msg = f"SparseProbe needs samples of 2 classes; got 1 class: {classes.tolist()}"
-            raise ValueError(msg)
+            raise InputError(msg)
         self.classes_ = classes
         seed = (
             0
@@ -199,6 +200,7 @@ class SparseProbe(ClassifierMixin, BaseEstimator):
     def _cross_validate(
         self, Xs: Any, y: np.ndarray, groups: Any, class_weight: Any, seed: int
     ) -> np.ndarray:
+        # Every training side holds both classes, or group_folds raises InputError.
         folds = group_folds(y, groups, n_splits=self.cv, random_state=seed)
         grid = self.Cs_ if self.Cs_ is not None else self._grid()
         losses = np.empty((grid.size, len(folds)))

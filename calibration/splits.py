@@ -31,13 +31,14 @@ class Split(NamedTuple):
     """Sorted indices of the held-out rows, int64."""
 
 
-def _labels(y: Any) -> tuple[np.ndarray, int]:
+def _labels(y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct labels of ``y`` and each row's index into them."""
     arr = np.asarray(y)
     if arr.ndim != 1:
         msg = f"y must be one-dimensional, got shape {arr.shape}"
         raise InputError(msg)
-    _, codes = np.unique(arr, return_inverse=True)
-    return codes.ravel(), int(codes.max()) + 1 if codes.size else 0
+    classes, codes = np.unique(arr, return_inverse=True)
+    return classes, codes.ravel()
 
 
 def group_train_test_split(
@@ -65,7 +66,8 @@ def group_train_test_split(
     if not 0.0 < test_size < 1.0:
         msg = f"test_size must be in (0, 1), got {test_size!r}"
         raise ConfigError(msg)
-    codes, n_classes = _labels(y)
+    classes, codes = _labels(y)
+    n_classes = classes.size
     g = as_group_codes(groups, codes.shape[0])
     n_groups = int(g.max()) + 1 if g.size else 0
     if n_groups < 2:
@@ -94,11 +96,71 @@ def group_train_test_split(
     return Split(np.flatnonzero(~test_rows), np.flatnonzero(test_rows))
 
 
-def group_folds(y: Any, groups: Any, n_splits: int = 5, random_state: int = 0) -> list[Split]:
-    """Stratified group k-fold splits (scikit-learn's ``StratifiedGroupKFold``, shuffled).
+_SEEDS_PER_FOLD_COUNT = 10
+"""Seeds :func:`group_folds` tries at one fold count before it repairs a split."""
 
-    When some class occurs in fewer than ``n_splits`` groups, the number of folds drops to that
-    count (with a ``UserWarning``), so that every class can appear in every training side.
+
+def _assign_groups(codes: np.ndarray, g: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold of each group, ``(n_groups,)``, by scikit-learn's shuffled StratifiedGroupKFold."""
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    fold_of = np.empty(int(g.max()) + 1, dtype=np.int64)
+    for i, (_, test) in enumerate(splitter.split(np.zeros((codes.shape[0], 1)), codes, g)):
+        fold_of[g[test]] = i
+    return fold_of
+
+
+def _spread(fold_of: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Number of folds holding each class, ``(n_classes,)``; ``present`` is (group, class)."""
+    return np.array([np.unique(fold_of[col]).size for col in present.T])
+
+
+def _repair(fold_of: np.ndarray, present: np.ndarray, sizes: np.ndarray) -> np.ndarray | None:
+    """Move groups until no class has all its groups in one fold, or ``None`` if stuck.
+
+    A class confined to one fold is missing from that fold's training side. Each step moves
+    the smallest group of such a class, out of that fold, to the smallest fold that lowers the
+    number of confined classes without emptying a fold; the count falls at every step, so this
+    ends. With two classes some move always helps (each class lives in at least 2 groups).
+    """
+    fold_of = fold_of.copy()
+    folds = np.unique(fold_of)
+    confined = int((_spread(fold_of, present) < 2).sum())
+    while confined:
+        fold_rows = np.array([sizes[fold_of == f].sum() for f in folds])
+        stuck_classes = np.flatnonzero(_spread(fold_of, present) < 2)
+        candidates = np.flatnonzero(present[:, stuck_classes].any(axis=1))
+        for grp in candidates[np.argsort(sizes[candidates], kind="stable")]:
+            if (fold_of == fold_of[grp]).sum() < 2:
+                continue
+            for target in folds[np.argsort(fold_rows, kind="stable")]:
+                trial = fold_of.copy()
+                trial[grp] = target
+                now = int((_spread(trial, present) < 2).sum())
+                if now < confined:
+                    fold_of, confined = trial, now
+                    break
+            else:
+                continue
+            break
+        else:
+            return None
+    return fold_of
+
+
+def group_folds(y: Any, groups: Any, n_splits: int = 5, random_state: int = 0) -> list[Split]:
+    """Stratified group k-fold splits in which every training side holds every class.
+
+    Folds come from scikit-learn's shuffled ``StratifiedGroupKFold``, whose greedy assignment
+    does not promise that: when groups mix labels, all the groups holding the rarest class can
+    land in one test fold, whose training side then lacks the class. So each split is checked.
+    Up to ten seeds are tried (``random_state``, ``random_state + 1``, ...); the first split
+    whose training and test sides all hold every class is taken, else the first whose training
+    sides do, else the first split is repaired by moving groups between folds. Only if that
+    fails (possible with more than two classes) is one fold fewer tried. The result is
+    deterministic given ``random_state``.
+
+    The fold count starts at ``n_splits``, or at the number of groups holding the rarest class
+    when that is smaller. A ``UserWarning`` says when fewer than ``n_splits`` folds are used.
 
     Args:
         y: Class label per row, shape ``(n,)``.
@@ -107,38 +169,75 @@ def group_folds(y: Any, groups: Any, n_splits: int = 5, random_state: int = 0) -
         random_state: Seed for the shuffling of groups.
 
     Returns:
-        One :class:`Split` per fold; the test sides partition the rows.
+        One :class:`Split` per fold; the test sides partition the rows, and every training side
+        holds every class.
 
     Raises:
         ConfigError: If ``n_splits < 2``.
-        InputError: If fewer than 2 folds are possible (a class lives in fewer than 2 groups).
+        InputError: If a class lives in a single group, or (more than two classes) no split
+            gives every training side every class.
     """
     if n_splits < 2:
         msg = f"n_splits must be at least 2, got {n_splits}"
         raise ConfigError(msg)
-    codes, n_classes = _labels(y)
+    classes, codes = _labels(y)
     g = as_group_codes(groups, codes.shape[0])
-    if n_classes == 0:
+    if classes.size == 0:
         msg = "cannot split an empty dataset"
         raise InputError(msg)
-    groups_per_class = [np.unique(g[codes == k]).size for k in range(n_classes)]
-    possible = min(groups_per_class)
+    present = np.zeros((int(g.max()) + 1, classes.size), dtype=bool)
+    present[g, codes] = True
+    groups_per_class = present.sum(axis=0)
+    rarest = int(np.argmin(groups_per_class))
+    possible = int(groups_per_class[rarest])
+    label = classes.tolist()[rarest]
     if possible < 2:
         msg = (
-            f"group cross-validation needs every class in at least 2 groups; "
-            f"groups per class: {groups_per_class}"
+            f"class {label!r} occurs in only {possible} group; group cross-validation needs "
+            "every class in at least 2 groups"
         )
         raise InputError(msg)
-    k = min(n_splits, possible)
-    if k < n_splits:
-        warnings.warn(
-            f"only {possible} groups hold the rarest class: using {k} folds instead of {n_splits}",
-            UserWarning,
-            stacklevel=2,
-        )
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=random_state)
-    folds = splitter.split(np.zeros((codes.shape[0], 1)), codes, g)
-    return [Split(np.sort(tr), np.sort(te)) for tr, te in folds if te.size]
+
+    start = min(n_splits, possible)
+    for k in range(start, 1, -1):
+        first: np.ndarray | None = None
+        chosen: np.ndarray | None = None
+        for attempt in range(_SEEDS_PER_FOLD_COUNT):
+            fold_of = _assign_groups(codes, g, k, (random_state + attempt) % 2**32)
+            spread = _spread(fold_of, present)
+            if spread.min() == np.unique(fold_of).size:  # every side holds every class
+                chosen = fold_of
+                break
+            if chosen is None and spread.min() >= 2:  # every training side does
+                chosen = fold_of
+            if first is None:
+                first = fold_of
+        if chosen is None and first is not None:
+            chosen = _repair(first, present, np.bincount(g))
+        if chosen is None:
+            continue
+        row_fold = chosen[g]
+        splits = [
+            Split(np.flatnonzero(row_fold != f), np.flatnonzero(row_fold == f))
+            for f in np.unique(chosen)
+        ]
+        if len(splits) < n_splits:
+            why = (
+                f"only {possible} groups hold class {label!r}"
+                if len(splits) == start
+                else "no split into more folds left every class in every training side"
+            )
+            warnings.warn(
+                f"{why}: using {len(splits)} folds instead of {n_splits}",
+                UserWarning,
+                stacklevel=2,
+            )
+        return splits
+    msg = (
+        "no grouped split leaves every class in every training fold; groups holding each "
+        f"class: {dict(zip(classes.tolist(), groups_per_class.tolist(), strict=True))}"
+    )
+    raise InputError(msg)
 
 
 def take_rows(X: Any, idx: np.ndarray) -> Any:
@@ -176,6 +275,10 @@ def cross_fit_scores(
     Returns:
         ``(n,)`` float64 scores: ``decision_function`` when the estimator has one, else the
         positive-class probability.
+
+    Raises:
+        InputError: If ``X`` and ``y`` differ in length, ``y`` holds one class, or the groups
+            cannot give every training fold every class (see :func:`group_folds`).
     """
     y_arr = np.asarray(y)
     n = y_arr.shape[0]
@@ -183,8 +286,14 @@ def cross_fit_scores(
     if n_x != n:
         msg = f"X has {n_x} rows but y has {n}"
         raise InputError(msg)
+    labels = np.unique(y_arr)
+    if labels.size < 2:
+        msg = f"cross-fitting needs at least 2 classes in y; got only {labels.tolist()}"
+        raise InputError(msg)
     g = as_group_codes(groups, n)
     out = np.full(n, np.nan)
+    # Every training side holds every class (group_folds raises InputError otherwise), so no
+    # fold hands a one-class training set to the estimator.
     for train, test in group_folds(y_arr, g, n_splits=n_splits, random_state=random_state):
         est = make_estimator()
         kwargs = {"groups": g[train]} if "groups" in inspect.signature(est.fit).parameters else {}

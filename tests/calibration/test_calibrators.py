@@ -149,3 +149,29 @@ def test_map_validation():
         CalibrationMap(method="temperature", temperature=0.0)
     sig = CalibrationMap(method="sigmoid", a=2.0, b=-1.0)
     np.testing.assert_allclose(sig.apply(np.array([0.5, -np.inf, np.inf])), [0.5, 0.0, 1.0])
+
+
+def test_candidates_fit_every_method_on_both_classes(monkeypatch):
+    import calibration.calibrators as calibrators
+
+    # Positives only in groups 6 (all) and 10 (one of six): before group_folds checked its
+    # splits, seed 0 fitted every method on a training fold of negatives only.
+    y = np.array([0] * 20 + [1] * 6 + [0] * 10 + [1])
+    groups = np.repeat(np.arange(11), [7, 4, 3, 2, 3, 1, 6, 2, 2, 1, 6])
+    scores = np.random.default_rng(1).normal(size=y.size) + y
+    seen: list[set[int]] = []
+
+    def recording(fit):
+        def fit_and_record(s, y_train):
+            seen.append(set(y_train.tolist()))
+            return fit(s, y_train)
+
+        return fit_and_record
+
+    fitters = {name: recording(fit) for name, fit in calibrators._FITTERS.items()}
+    monkeypatch.setattr(calibrators, "_FITTERS", fitters)
+    with pytest.warns(UserWarning, match="2 folds"):
+        candidates = calibration_candidates(scores, y, groups=groups, random_state=0)
+    assert len(seen) == 3 * 2  # three methods, two folds
+    assert all(classes == {0, 1} for classes in seen)
+    assert all(np.isfinite(c.log_loss) for c in candidates)

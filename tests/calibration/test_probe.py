@@ -141,3 +141,21 @@ def test_multiclass_is_refused():
     X = np.random.default_rng(0).normal(size=(30, 2))
     with pytest.raises(ValueError, match="Only binary classification"):
         SparseProbe(C=1.0).fit(X, np.arange(30) % 3)
+
+
+def test_c_search_with_groups_that_mix_labels():
+    # Positives only in groups 6 (all) and 10 (one of six): a naive grouped split can leave a
+    # C-search training fold without positives, which scikit-learn refuses with a ValueError.
+    y = np.array([0] * 20 + [1] * 6 + [0] * 10 + [1])
+    groups = np.repeat(np.arange(11), [7, 4, 3, 2, 3, 1, 6, 2, 2, 1, 6])
+    X = np.random.default_rng(0).normal(size=(y.size, 4)) + y[:, None]
+    for seed in range(5):
+        with pytest.warns(UserWarning, match="2 folds"):
+            probe = SparseProbe(Cs=3, random_state=seed).fit(X, y, groups=groups)
+        assert probe.cv_scores_ is not None
+        assert probe.cv_scores_.shape == (3, 2)
+        assert np.all(np.isfinite(probe.cv_scores_))
+    with pytest.raises(InputError, match="class 1 occurs in only 1 group"):
+        SparseProbe(Cs=3).fit(X, y, groups=np.where(groups == 10, 6, groups))
+    with pytest.raises(InputError, match="2 classes"):
+        SparseProbe(C=1.0).fit(X, np.zeros(y.size, dtype=int))

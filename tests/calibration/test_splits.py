@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -129,3 +131,81 @@ def test_cross_fit_scores_with_sparse_input_and_probe():
     )
     assert scores.shape == (400,)
     assert np.all(np.isfinite(scores))
+
+
+# 37 rows in 11 groups; the positives live only in group 6 (all positive) and group 10 (one of
+# six). StratifiedGroupKFold alone puts both in one test fold for about half of all seeds.
+MIXED_Y = np.array([0] * 20 + [1] * 6 + [0] * 10 + [1])
+MIXED_GROUPS = np.repeat(np.arange(11), [7, 4, 3, 2, 3, 1, 6, 2, 2, 1, 6])
+
+
+def _check_folds(y, groups, folds):
+    np.testing.assert_array_equal(
+        np.sort(np.concatenate([f.test for f in folds])), np.arange(y.size)
+    )
+    for train, test in folds:
+        assert not set(groups[train]) & set(groups[test])
+        assert set(y[train]) == set(y)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_every_training_side_holds_both_classes_when_groups_mix_labels(seed):
+    with pytest.warns(UserWarning, match="only 2 groups hold class 1: using 2 folds"):
+        folds = group_folds(MIXED_Y, MIXED_GROUPS, n_splits=5, random_state=seed)
+    assert len(folds) == 2
+    _check_folds(MIXED_Y, MIXED_GROUPS, folds)
+    # two folds: each side is the other's training side, so both sides hold both classes
+    assert [set(MIXED_Y[f.test]) for f in folds] == [{0, 1}, {0, 1}]
+
+
+def test_folds_are_repaired_when_no_seed_spreads_a_class():
+    # Groups of distinct label mixes leave the shuffle nothing to reorder: every seed gives
+    # the same split, {0, 1} | {2}, whose first training side holds no positive.
+    y = np.array([1, 0, 1, 0, 0, 0])
+    groups = np.array([0, 1, 1, 2, 2, 2])
+    folds = group_folds(y, groups, n_splits=2, random_state=0)
+    _check_folds(y, groups, folds)
+    assert sorted(sorted(set(groups[f.test])) for f in folds) == [[0, 2], [1]]
+
+
+def test_folds_are_deterministic_and_refuse_a_class_in_one_group():
+    a = group_folds(MIXED_Y, MIXED_GROUPS, n_splits=2, random_state=3)
+    b = group_folds(MIXED_Y, MIXED_GROUPS, n_splits=2, random_state=3)
+    for fa, fb in zip(a, b, strict=True):
+        np.testing.assert_array_equal(fa.test, fb.test)
+    one_group = np.where(MIXED_GROUPS == 10, 6, MIXED_GROUPS)  # every positive in group 6
+    with pytest.raises(InputError, match="class 1 occurs in only 1 group"):
+        group_folds(MIXED_Y, one_group)
+
+
+def test_random_layouts_always_give_two_class_training_sides():
+    rng = np.random.default_rng(0)
+    n_split = 0
+    for trial in range(300):
+        n_groups = int(rng.integers(3, 13))
+        sizes = rng.integers(1, 8, n_groups)
+        if trial % 2:  # distinct sizes: few ties for the shuffle to break
+            sizes = rng.permutation(np.arange(1, n_groups + 1))
+        groups = np.repeat(np.arange(n_groups), sizes)
+        y = (rng.random(groups.size) < (rng.random(n_groups) ** 3)[groups]).astype(int)
+        if y.min() == y.max():
+            continue
+        groups_per_class = min(np.unique(groups[y == c]).size for c in (0, 1))
+        if groups_per_class < 2:
+            with pytest.raises(InputError, match="occurs in only 1 group"):
+                group_folds(y, groups, n_splits=5, random_state=trial)
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            folds = group_folds(y, groups, n_splits=5, random_state=trial)
+        _check_folds(y, groups, folds)
+        assert len(folds) == min(5, groups_per_class)
+        n_split += 1
+    assert n_split > 150
+
+
+def test_cross_fit_scores_refuse_a_single_class():
+    y = np.zeros(12, dtype=int)
+    groups = np.arange(12) // 2
+    with pytest.raises(InputError, match="at least 2 classes"):
+        cross_fit_scores(GroupMemorizer, groups[:, None].astype(float), y, groups, n_splits=3)

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from synthetic_rag import synthetic_rag
 
+from calibration import pipeline
 from calibration.evaluation import evaluate
 from calibration.extract import extract_features
-from calibration.pipeline import CalibrationSettings, calibrate
+from calibration.pipeline import CalibrationSettings, _threshold, calibrate
 from calibration.report import write_report
+from calibration.thresholds import threshold_for_fpr
 from detectors.bundle import DetectorBundle
 from detectors.grounding import GroundingDetector
 from scope_guard.errors import ConfigError, InputError
@@ -193,3 +195,62 @@ def test_cross_validated_evaluation_scores_every_row(dataset, grounding_result):
     assert 0.0 < evaluation.metrics.threshold <= 1.0
     with pytest.raises(ConfigError, match="evaluation"):
         CalibrationSettings(risk="fabrication", evaluation="bootstrap")
+
+
+def test_fpr_target_zero_is_kept_not_replaced_by_a_default():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    probs = np.clip(0.5 * y + 0.6 * rng.random(400), 0.0, 1.0)
+    settings = CalibrationSettings(risk="fabrication", threshold_rule="fpr", threshold_target=0.0)
+    threshold = _threshold(settings, probs, y)
+    assert threshold == threshold_for_fpr(probs, y, 0.0)
+    assert threshold != threshold_for_fpr(probs, y, 0.05)  # the old fallback target
+    assert not np.any((probs >= threshold) & (y == 0))
+
+
+@pytest.mark.parametrize(
+    ("rule", "target"),
+    [("fpr", -0.01), ("fpr", 1.01), ("fpr", float("nan")), ("precision", 0.0), ("precision", 2.0)],
+)
+def test_out_of_range_threshold_targets_are_refused(rule, target):
+    with pytest.raises(ConfigError, match="threshold_target must be in"):
+        CalibrationSettings(risk="fabrication", threshold_rule=rule, threshold_target=target)
+
+
+@pytest.mark.parametrize(("rule", "target"), [("fpr", 0.0), ("fpr", 1.0), ("precision", 1.0)])
+def test_boundary_threshold_targets_are_accepted(rule, target):
+    settings = CalibrationSettings(risk="fabrication", threshold_rule=rule, threshold_target=target)
+    assert settings.threshold_target == target
+
+
+def test_unknown_threshold_rule_is_refused():
+    with pytest.raises(ConfigError, match="valid"):
+        CalibrationSettings(risk="fabrication", threshold_rule="recall")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("nested", [True, False])
+def test_cross_fitted_probes_choose_c_on_their_own_folds(dataset, grounding_result, nested):
+    _, cache = grounding_result
+    fits: list[tuple[int, float | None, float]] = []
+
+    class RecordingProbe(pipeline.SparseProbe):
+        def fit(self, X, y, groups=None):
+            super().fit(X, y, groups=groups)
+            fits.append((len(y), self.C, self.C_))
+            return self
+
+    settings = CalibrationSettings(risk="fabrication", n_bootstrap=10, n_splits=3, nested_c=nested)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "SparseProbe", RecordingProbe)
+        result = calibrate(
+            dataset, settings, grounding=GroundingDetector(), cache_dir=cache, progress=False
+        )
+    (final_rows, final_c, final_c_), *copies = fits
+    assert final_c is None
+    assert final_rows == result.bundle["fabrication"].info["n_train"]
+    assert len(copies) == 3
+    assert all(rows < final_rows for rows, _, _ in copies)
+    if nested:  # each copy searched C itself, on its own training rows only
+        assert all(c is None for _, c, _ in copies)
+    else:  # each copy reused the C the final probe chose on all the rows
+        assert all(c == final_c_ for _, c, _ in copies)
