@@ -115,6 +115,9 @@ class CalibrationSettings:
         if rule not in ("f1", "fpr", "precision"):
             msg = f"unknown threshold rule {rule!r}; valid: ['f1', 'fpr', 'precision']"
             raise ConfigError(msg)
+        if rule == "f1" and target is not None:
+            msg = "the 'f1' threshold rule takes no threshold_target (it is for 'fpr'/'precision')"
+            raise ConfigError(msg)
         if rule != "f1":
             if target is None:
                 msg = f"threshold rule {rule!r} needs a threshold_target"

@@ -254,3 +254,8 @@ def test_cross_fitted_probes_choose_c_on_their_own_folds(dataset, grounding_resu
         assert all(c is None for _, c, _ in copies)
     else:  # each copy reused the C the final probe chose on all the rows
         assert all(c == final_c_ for _, c, _ in copies)
+
+
+def test_a_target_with_the_f1_rule_is_refused():
+    with pytest.raises(ConfigError, match="takes no threshold_target"):
+        CalibrationSettings(risk="fabrication", threshold_rule="f1", threshold_target=0.05)

@@ -172,3 +172,22 @@ def test_clear_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "bad.jsonl:1" in err
     assert "bad.jsonl:2" in err
+
+
+def test_no_nested_c_reaches_the_settings(tmp_path, monkeypatch):
+    import calibration.pipeline
+    from scope_guard.errors import ConfigError
+
+    seen = []
+
+    def fake_calibrate(dataset, settings, **kwargs):
+        seen.append(settings)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(calibration.pipeline, "calibrate", fake_calibrate)
+    data = _data(tmp_path, n_sources=6)
+    base = ["calibrate", str(data), "--risk", "fabrication", "--grounding-only"]
+    for extra in ([], ["--no-nested-c"]):
+        args = [*base, *extra, "--out", str(tmp_path / "b"), "--no-progress"]
+        assert main(args) == 2
+    assert [s.nested_c for s in seen] == [True, False]
