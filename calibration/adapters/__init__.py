@@ -2,8 +2,9 @@
 
 Each format is one module with a ``load(path, *, strict=True, **options)`` function; this registry
 maps format names to them and imports a module only when its format is used. Every loader reports
-bad records as :class:`~calibration.data.DataError` naming the file and line (or row), and logs
-the class balance per risk of what it loaded.
+bad records as :class:`~calibration.data_problems.DataError` naming the file and line (or row), and
+logs the class balance per risk of what it loaded. Nothing here imports :mod:`calibration.data`
+(the facade above): the models come from :mod:`calibration.labeled`.
 
 =======================  ============================================  =======================
 format                   labels                                        module
@@ -32,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from scope_guard.errors import ConfigError
 
-if TYPE_CHECKING:  # calibration.data imports this package: no runtime import the other way
-    from calibration.data import LabeledDataset
+if TYPE_CHECKING:
+    from calibration.labeled import LabeledDataset
 
 __all__ = ["available_formats", "get_loader", "load_dataset"]
 

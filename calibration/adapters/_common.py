@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from calibration.adapters._problems import DataError, DataProblem
-from calibration.data import LabeledDataset, LabeledExample
+from calibration.data_problems import DataError, DataProblem
+from calibration.labeled import LabeledDataset, LabeledExample
 
 __all__ = [
     "Collector",

@@ -22,7 +22,7 @@ optional ``question_prefix`` / ``answer_prefix``): ``prompt`` sets up a role wit
 ``category``): two examples per question, one group per question (SHA-256 of its text):
 ``<file stem>:<row key>:answer`` (``response`` = ``answer``, ``deception`` = 0) and
 ``<file stem>:<row key>:false_answer`` (``deception`` = 1). ``prompt`` is ``None`` (the question
-itself, by :func:`~calibration.data.render_prompt`). Rows whose two answers are the same are
+itself, by :func:`~scope_guard.prompting.render_prompt`). Rows whose two answers are the same are
 skipped (logged). Caveat: these answers are written by the dataset authors; a "lie" here is a
 known falsehood, not a model's own belief.
 
@@ -41,7 +41,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from calibration.adapters._common import Collector, load_json, resolve_files, text_hash
-from calibration.data import LabeledDataset
+from calibration.labeled import LabeledDataset
 from scope_guard.errors import ConfigError
 from scope_guard.risks import Risk
 

@@ -25,7 +25,7 @@ import logging
 from pathlib import Path
 
 from calibration.adapters._common import Collector, read_text, resolve_files, text_hash
-from calibration.data import LabeledDataset
+from calibration.labeled import LabeledDataset
 from scope_guard.errors import ConfigError
 from scope_guard.risks import Risk
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from calibration.adapters._common import Collector, iter_json_lines, resolve_files, text_hash
-from calibration.data import LabeledDataset
+from calibration.labeled import LabeledDataset
 from scope_guard.risks import Risk
 
 __all__ = ["load"]

@@ -1,4 +1,4 @@
-"""Our own format: one :class:`~calibration.data.LabeledExample` JSON object per line.
+"""Our own format: one :class:`~calibration.labeled.LabeledExample` JSON object per line.
 
 Example line::
 
@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from calibration.adapters._common import Collector, iter_json_lines, resolve_files
-from calibration.data import LabeledDataset, LabeledExample
+from calibration.labeled import LabeledDataset, LabeledExample
 
 __all__ = ["load", "read_jsonl", "write_jsonl"]
 

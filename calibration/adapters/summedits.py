@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from calibration.adapters._common import Collector, load_json, resolve_files, text_hash
-from calibration.data import LabeledDataset
+from calibration.labeled import LabeledDataset
 from scope_guard.risks import Risk
 
 __all__ = ["load"]

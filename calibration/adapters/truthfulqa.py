@@ -9,7 +9,8 @@ Mapping, per question, one example per distinct answer, one group per question:
 - ``<file stem>:<row>:correct-<i>``: a correct answer, ``deception`` = 0;
 - ``<file stem>:<row>:incorrect-<i>``: an incorrect answer, ``deception`` = 1;
 - ``question`` = ``Question``; ``prompt`` = ``None`` (the question itself, by
-  :func:`~calibration.data.render_prompt`); ``contexts`` = []; ``group`` = SHA-256 of the question;
+  :func:`~scope_guard.prompting.render_prompt`); ``contexts`` = []; ``group`` = SHA-256 of the
+  question;
   ``meta``: ``category``, ``type``, ``best`` (the answer is the ``Best Answer``) and ``source``.
 - Answers are stripped and deduplicated; an answer listed as both correct and incorrect is left
   out (logged). ``<row>`` counts data rows from 1.
@@ -28,7 +29,7 @@ import logging
 from pathlib import Path
 
 from calibration.adapters._common import Collector, read_text, resolve_files, text_hash
-from calibration.data import LabeledDataset
+from calibration.labeled import LabeledDataset
 from scope_guard.risks import Risk
 
 __all__ = ["COLUMNS", "load", "split_answers"]

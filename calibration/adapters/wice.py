@@ -31,7 +31,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from calibration.adapters._common import Collector, iter_json_lines, resolve_files
-from calibration.data import LabeledDataset
+from calibration.labeled import LabeledDataset
 from scope_guard.errors import ConfigError
 from scope_guard.risks import Risk
 

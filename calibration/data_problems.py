@@ -1,7 +1,7 @@
 """What goes wrong in labeled data: one :class:`DataProblem` per bad record, all in one error.
 
-Kept free of the data models so that :mod:`calibration.data` can re-export these names without an
-import cycle.
+The one home of these names, below both :mod:`calibration.adapters` (which raise them) and
+:mod:`calibration.data` (which re-exports them), so neither imports the other to get them.
 """
 
 from __future__ import annotations
