@@ -11,6 +11,7 @@ import codecs
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,9 +23,11 @@ from calibration.labeled import LabeledDataset, LabeledExample
 
 __all__ = [
     "Collector",
+    "JSONProblem",
     "iter_json_lines",
     "load_json",
     "log_balance",
+    "parse_json",
     "read_bytes",
     "read_text",
     "resolve_files",
@@ -74,12 +77,96 @@ def resolve_files(path: Path, pattern: str) -> list[Path]:
     return files
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes; an unreadable file becomes a :class:`DataError`."""
+MAX_LINE_BYTES = 16 << 20
+"""Longest line of a JSON-lines file (16 MiB): a longer one is reported, never held in memory."""
+
+MAX_DOCUMENT_BYTES = 1 << 30
+"""Largest whole-file document (JSON, CSV, TSV) read into memory (1 GiB)."""
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects accepted in a record; no format needs more than a few."""
+
+
+class _NotJSON(ValueError):
+    """A value the JSON standard does not allow (NaN, Infinity), found while parsing."""
+
+
+def _reject_constant(name: str) -> Any:
+    msg = f"{name} is not valid JSON (write null for a missing value)"
+    raise _NotJSON(msg)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):  # 1e999 parses to infinity
+        msg = f"number {text[:40]} is out of range"
+        raise _NotJSON(msg)
+    return value
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays / objects deeper than ``limit`` (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+class JSONProblem(ValueError):
+    """Why a text is not accepted as JSON; ``line`` is its 1-based line when the decoder knows."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def parse_json(text: str) -> Any:
+    """Decode one JSON document strictly: standard JSON only, nesting bounded.
+
+    Raises:
+        JSONProblem: with a message fit for a :class:`DataProblem` (invalid JSON with its
+            column, NaN / Infinity literals, nesting deeper than :data:`MAX_JSON_DEPTH`).
+    """
+    too_deep = f"nested deeper than {MAX_JSON_DEPTH} levels of arrays / objects"
     try:
-        return path.read_bytes()
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except json.JSONDecodeError as exc:
+        msg = f"invalid JSON: {exc.msg} (column {exc.colno})"
+        raise JSONProblem(msg, exc.lineno) from None
+    except _NotJSON as exc:
+        raise JSONProblem(str(exc)) from None
+    except RecursionError:  # the C decoder recurses once per level: refuse, never crash
+        raise JSONProblem(too_deep) from None
+    if _too_deep(value, MAX_JSON_DEPTH):
+        raise JSONProblem(too_deep)
+    return value
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n:,} bytes"
+
+
+def read_bytes(path: Path, *, limit: int | None = None) -> bytes:
+    """The file's bytes; an unreadable file, or one over ``limit`` bytes (default
+    :data:`MAX_DOCUMENT_BYTES`), becomes a :class:`DataError`."""
+    limit = MAX_DOCUMENT_BYTES if limit is None else limit
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(limit + 1)
     except OSError as exc:
         raise _fail(path, f"cannot read: {exc.strerror or exc}") from exc
+    if len(data) > limit:
+        raise _fail(path, f"larger than {_size(limit)}: split it into several files")
+    return data
 
 
 def _bad_utf8(data: bytes, exc: UnicodeDecodeError) -> str:
@@ -96,20 +183,41 @@ def read_text(path: Path) -> str:
 
 
 def load_json(path: Path) -> Any:
-    """A whole-file JSON document; a syntax error names its line."""
+    """A whole-file JSON document (see :func:`parse_json`); a syntax error names its line."""
     try:
-        return json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise _fail(path, f"invalid JSON: {exc.msg} (column {exc.colno})", exc.lineno) from None
+        return parse_json(read_text(path))
+    except JSONProblem as exc:
+        raise _fail(path, str(exc), exc.line) from None
+
+
+def _raw_lines(path: Path) -> Iterator[tuple[int, bytes | None]]:
+    """``(line number, bytes)`` per line; ``None`` for a line over :data:`MAX_LINE_BYTES`, which
+    is skipped in chunks so that it never sits in memory whole."""
+    try:
+        with path.open("rb") as fh:
+            lineno = 0
+            while raw := fh.readline(MAX_LINE_BYTES + 1):
+                lineno += 1
+                if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    while (chunk := fh.readline(1 << 20)) and not chunk.endswith(b"\n"):
+                        pass
+                    yield lineno, None
+                    continue
+                yield lineno, raw
+    except OSError as exc:
+        raise _fail(path, f"cannot read: {exc.strerror or exc}") from exc
 
 
 def iter_json_lines(path: Path, collector: Collector) -> Iterator[tuple[int, Any]]:
     """Yield ``(line number, decoded JSON value)`` per non-blank line of a JSON-lines file.
 
-    Lines that are not UTF-8 or not JSON are reported to ``collector`` and skipped, so one pass
-    finds every bad line.
+    Lines that are too long, not UTF-8 or not standard JSON (see :func:`parse_json`) are
+    reported to ``collector`` and skipped, so one pass finds every bad line.
     """
-    for lineno, raw in enumerate(read_bytes(path).split(b"\n"), start=1):
+    for lineno, raw in _raw_lines(path):
+        if raw is None:
+            collector.problem(path, lineno, f"line longer than {_size(MAX_LINE_BYTES)}")
+            continue
         if lineno == 1:
             raw = raw.removeprefix(codecs.BOM_UTF8)
         try:
@@ -120,9 +228,11 @@ def iter_json_lines(path: Path, collector: Collector) -> Iterator[tuple[int, Any
         if not text.strip():
             continue
         try:
-            yield lineno, json.loads(text)
-        except json.JSONDecodeError as exc:
-            collector.problem(path, lineno, f"invalid JSON: {exc.msg} (column {exc.colno})")
+            value = parse_json(text)
+        except JSONProblem as exc:
+            collector.problem(path, lineno, str(exc))
+            continue
+        yield lineno, value
 
 
 class Collector:

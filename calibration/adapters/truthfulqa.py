@@ -26,7 +26,9 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from calibration.adapters._common import Collector, read_text, resolve_files, text_hash
 from calibration.labeled import LabeledDataset
@@ -64,7 +66,7 @@ def load(path: Path, *, strict: bool = True) -> LabeledDataset:
             collector.problem(file, 1, f"header lacks columns {missing}")
             continue
         end = reader.line_num
-        for row_number, row in enumerate(reader, start=1):
+        for row_number, row in enumerate(_rows(reader, file, collector), start=1):
             lineno, end = end + 1, reader.line_num
             if None in row or any(row.get(c) is None for c in COLUMNS):
                 collector.problem(file, lineno, "wrong number of fields")
@@ -97,3 +99,14 @@ def load(path: Path, *, strict: bool = True) -> LabeledDataset:
     if n_ambiguous:
         logger.info("truthfulqa: left out %d answers listed as both correct and wrong", n_ambiguous)
     return collector.finish(strict=strict)
+
+
+def _rows(
+    reader: csv.DictReader[str], file: Path, collector: Collector
+) -> Iterator[dict[Any, Any]]:
+    """The reader's rows; a row the csv module refuses (a field over its size limit, a broken
+    quote) is reported and ends the file, since the parser cannot resynchronise after it."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        collector.problem(file, reader.reader.line_num, f"malformed CSV: {exc}")
