@@ -12,6 +12,12 @@ Layout::
 No pickle anywhere. Loading verifies every file hash and the schema, and refuses with an
 :class:`~scope_guard.errors.ArtifactError` that says what differs: an altered file, another
 reader (by weight and tokenizer fingerprints), another SAE, or another grounding feature set.
+A downloaded bundle is read as hostile: names confined to its folder, regular files only,
+bounded JSON, finite numbers, checked dtypes and shapes.
+
+The hashes detect corruption, not authorship: anyone can write a bundle with matching hashes.
+A bundle is as trustworthy as where it came from, and its ``reader.source`` chooses which model
+:meth:`ScopeGuard.from_bundle` loads (logged; ``HF_HUB_OFFLINE=1`` keeps it to the cache).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import ValidationError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file
 
 from detectors.bundle_manifest import (
     SCHEMA_VERSION,
@@ -42,9 +51,18 @@ from detectors.bundle_manifest import (
 )
 from detectors.feature_blocks import BlockKind
 from detectors.probe import ProbeDetector
-from scope_guard.errors import ArtifactError, ConfigError
+from scope_guard.errors import ArtifactError, ConfigError, InputError
+from scope_guard.hub import offline_mode
 from scope_guard.risks import Risk
+from scope_guard.sae.formats import check_float_tensor
 from scope_guard.sae.jumprelu import JumpReLUSAE, SAEInfo
+from scope_guard.safe_files import (
+    check_relative_name,
+    confined_file,
+    confinement_root,
+    read_bounded,
+    read_json_object,
+)
 from scope_guard.sites import Site
 
 if TYPE_CHECKING:
@@ -56,14 +74,60 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 TENSORS = "tensors.safetensors"
+MAX_TENSOR_BYTES = 2 * 1024**3
+"""Largest tensor file loaded: narrowed SAEs and coefficients, far below this in practice."""
+PROMPT_MODES = ("rendered", "observed")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _tensor_key(detector: str, *parts: str) -> str:
     return ".".join((detector, *parts))
 
 
+def _verified_tensors(
+    folder: Path, root: Path, manifest: BundleManifest, manifest_path: Path
+) -> dict[str, torch.Tensor]:
+    """Check every listed file (name, confinement, type, hash); return the bundle's tensors.
+
+    The tensor file is read once into memory, hashed and parsed from the same bytes, so what
+    was verified is what is used. Error messages name the file and the expected hash, never
+    the actual one (that would reveal a hash of whatever the name pointed to).
+    """
+    if TENSORS not in manifest.files:
+        msg = f"bundle manifest {manifest_path} does not list {TENSORS}"
+        raise ArtifactError(msg)
+    tensor_bytes = b""
+    for name, expected in manifest.files.items():
+        check_relative_name(name, where=manifest_path)
+        if not _SHA256.fullmatch(expected):
+            msg = f"{manifest_path}: the sha256 of {name!r} is not 64 hex digits"
+            raise ArtifactError(msg)
+        real = confined_file(folder / name, root=root, what="bundle file")
+        if name == TENSORS:
+            tensor_bytes = read_bounded(real, max_bytes=MAX_TENSOR_BYTES, what="bundle file")
+            actual = hashlib.sha256(tensor_bytes).hexdigest()
+        else:
+            actual = sha256_file(real)
+        if actual != expected:
+            msg = (
+                f"bundle file {folder / name} was altered: its sha256 is not the "
+                f"{expected[:12]}... the manifest says"
+            )
+            raise ArtifactError(msg)
+    try:
+        return load_safetensors(tensor_bytes)
+    except (SafetensorError, ValueError, OSError) as exc:
+        msg = f"bundle file {folder / TENSORS} is not a valid safetensors file: {exc}"
+        raise ArtifactError(msg) from exc
+
+
 class DetectorBundle:
     """Probe detectors plus the manifest that says what they were made with.
+
+    Security: the manifest's sha256 values prove a bundle was not corrupted or edited after it
+    was written, not who wrote it. Load bundles only from sources you trust; the bundle's
+    ``reader.source`` decides which reader :meth:`ScopeGuard.from_bundle` loads
+    (see :meth:`reader_source`).
 
     Args:
         detectors: The detectors (unique names).
@@ -185,18 +249,25 @@ class DetectorBundle:
     def load(cls, path: str | os.PathLike[str], *, reader: Reader | None = None) -> DetectorBundle:
         """Load and verify a bundle; with ``reader``, also check it is the bundle's reader.
 
+        The bundle is treated as hostile until checked: the manifest is bounded JSON; every
+        file it lists must be a plain relative name, a regular file inside the folder (no
+        symlink out, no FIFO or device), and match its sha256; every number is checked to be
+        finite and every tensor to have the dtype and shape the manifest implies.
+
         Raises:
-            ArtifactError: missing or altered files, an unknown schema, or another reader.
+            ArtifactError: naming the file, for missing, altered or malformed files, an
+                unknown schema, or another reader.
         """
         folder = Path(path)
         manifest_path = folder / MANIFEST
-        if not manifest_path.is_file():
+        if not (manifest_path.is_symlink() or manifest_path.exists()):
             msg = f"{folder} is not a detector bundle: no {MANIFEST}"
             raise ArtifactError(msg)
+        root = confinement_root(folder)
+        raw = read_json_object(manifest_path, root=root, what="bundle manifest")
         try:
-            raw = json.loads(manifest_path.read_text(encoding="utf-8"))
             manifest = BundleManifest.model_validate(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as exc:
+        except ValidationError as exc:
             msg = f"{manifest_path} is not a valid bundle manifest: {exc}"
             raise ArtifactError(msg) from exc
         if manifest.manifest_sha256 != manifest_digest(raw):
@@ -211,30 +282,26 @@ class DetectorBundle:
                 f"schema {SCHEMA_VERSION}"
             )
             raise ArtifactError(msg)
-        for name, expected in manifest.files.items():
-            file = folder / name
-            if not file.is_file():
-                msg = f"bundle file {file} is missing"
-                raise ArtifactError(msg)
-            actual = sha256_file(file)
-            if actual != expected:
-                msg = (
-                    f"bundle file {file} was altered: sha256 {actual[:12]}..., the manifest "
-                    f"says {expected[:12]}..."
-                )
-                raise ArtifactError(msg)
-        if TENSORS not in manifest.files:
-            msg = f"bundle manifest at {folder} does not list {TENSORS}"
+        tensors = _verified_tensors(folder, root, manifest, manifest_path)
+        prompt_mode = manifest.training.get("prompt_mode", "rendered")
+        if prompt_mode not in PROMPT_MODES:
+            msg = (
+                f"{manifest_path}: training.prompt_mode {prompt_mode!r} is not one of "
+                f"{', '.join(PROMPT_MODES)}"
+            )
             raise ArtifactError(msg)
-        tensors = load_file(str(folder / TENSORS))
-        bundle = cls(
-            (cls._detector(spec, tensors, manifest) for spec in manifest.detectors),
-            reader=manifest.reader,
-            saes=manifest.saes,
-            training=manifest.training,
-            created=manifest.created,
-            versions=manifest.versions,
-        )
+        try:
+            bundle = cls(
+                (cls._detector(spec, tensors, manifest) for spec in manifest.detectors),
+                reader=manifest.reader,
+                saes=manifest.saes,
+                training=manifest.training,
+                created=manifest.created,
+                versions=manifest.versions,
+            )
+        except (ConfigError, InputError) as exc:  # a valid schema holding inconsistent values
+            msg = f"bundle {folder} is inconsistent: {exc}"
+            raise ArtifactError(msg) from exc
         if reader is not None:
             bundle.check_reader(reader)
         return bundle
@@ -243,12 +310,15 @@ class DetectorBundle:
     def _detector(
         spec: DetectorSpec, tensors: Mapping[str, torch.Tensor], manifest: BundleManifest
     ) -> ProbeDetector:
-        def get(*parts: str) -> torch.Tensor:
+        def get(*parts: str, ndim: int, allow_empty: bool = False) -> torch.Tensor:
             key = _tensor_key(spec.name, *parts)
             if key not in tensors:
                 msg = f"bundle tensors lack {key!r} (detector {spec.name!r})"
                 raise ArtifactError(msg)
-            return tensors[key]
+            tensor = tensors[key]
+            check_float_tensor(tensor, name=key, where=TENSORS, ndim=ndim, allow_empty=allow_empty)
+            # float16/bfloat16 (which numpy lacks) are widened; the values are the stored ones.
+            return tensor.to(torch.float32 if tensor.dtype != torch.float64 else torch.float64)
 
         sae_specs = {s.site: s for s in manifest.saes}
         saes: dict[Site, JumpReLUSAE] = {}
@@ -261,6 +331,13 @@ class DetectorBundle:
             if sae_spec is None:
                 msg = f"detector {spec.name!r} reads an SAE at {site} the manifest does not list"
                 raise ArtifactError(msg)
+            out_of_range = [i for i in block.latent_ids if not 0 <= i < sae_spec.d_sae]
+            if out_of_range:
+                msg = (
+                    f"detector {spec.name!r}: latent ids {out_of_range[:5]} at {site} are "
+                    f"outside the SAE's 0..{sae_spec.d_sae - 1}"
+                )
+                raise ArtifactError(msg)
             sae_info = SAEInfo(
                 d_model=sae_spec.d_model,
                 d_sae=sae_spec.d_sae,
@@ -270,7 +347,8 @@ class DetectorBundle:
                 model_name=sae_spec.model_name,
             )
             parts = {
-                n: get(str(site), n) for n in ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
+                n: get(str(site), n, ndim=2 if n.startswith("W_") else 1).float()
+                for n in ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
             }
             saes[site] = JumpReLUSAE(
                 **parts, info=sae_info, latent_ids=torch.tensor(block.latent_ids, dtype=torch.long)
@@ -282,7 +360,7 @@ class DetectorBundle:
             name=spec.name,
             risk=Risk.parse(spec.risk),
             blocks=spec.blocks,
-            coef=get("coef").numpy(),
+            coef=get("coef", ndim=1, allow_empty=True).double().numpy(),
             intercept=spec.intercept,
             calibration=spec.calibration,
             threshold=spec.threshold,
@@ -290,6 +368,33 @@ class DetectorBundle:
             neuronpedia_ids=neuronpedia,
             info=info,
         )
+
+    def reader_source(self, path: str | os.PathLike[str] | None = None) -> str | None:
+        """Where this bundle says its reader is, logged before anything is loaded from there.
+
+        The source is chosen by whoever wrote the bundle: a hub id makes
+        :meth:`ScopeGuard.from_bundle` fetch that repository (unless ``HF_HUB_OFFLINE`` is set,
+        when only the cache is read). It is logged at WARNING when it may be downloaded, at INFO
+        otherwise.
+        """
+        spec = self.reader
+        if spec is None or not spec.source:
+            return None
+        from scope_guard.reader.reader import MINIATURE_SOURCE
+
+        where = f"bundle {path}" if path is not None else "the bundle"
+        local = spec.source == MINIATURE_SOURCE or Path(spec.source).expanduser().is_dir()
+        if local or offline_mode():
+            logger.info("%s reads with reader %r (no download)", where, spec.source)
+        else:
+            logger.warning(
+                "%s asks for reader %r: it is fetched from the Hugging Face hub unless cached "
+                "(set HF_HUB_OFFLINE=1 to forbid downloads); a bundle's hashes detect "
+                "corruption, not authorship",
+                where,
+                spec.source,
+            )
+        return spec.source
 
     def check_reader(self, reader: Reader) -> None:
         """Refuse a reader other than the one the bundle was fitted with: other weights (up to

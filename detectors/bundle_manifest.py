@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from detectors.calibration_map import CalibrationMap
 from detectors.feature_blocks import FeatureBlock
@@ -38,15 +38,17 @@ class ReaderSpec(BaseModel):
     model_config = ConfigDict(frozen=True)
     name: str
     source: str | None = None
-    max_tokens: int | None = None
+    """Where :meth:`ScopeGuard.from_bundle` loads the reader from (a hub id, a local folder, or
+    ``"miniature"``). The bundle chooses it: a downloaded bundle is as trustworthy as its source."""
+    max_tokens: int | None = Field(default=None, gt=0)
     """The reader's ``max_tokens`` at fitting; a reader with fewer cuts exchanges the detectors
     saw whole (a warning, not a refusal: only exchanges longer than the smaller limit change)."""
     model_type: str
-    n_layers: int
-    d_model: int
+    n_layers: int = Field(gt=0)
+    d_model: int = Field(gt=0)
     fingerprint: str
     """:meth:`Reader.fingerprint_upto` ``fingerprint_layer``: the weights the features use."""
-    fingerprint_layer: int
+    fingerprint_layer: int = Field(ge=0)
     tokenizer: str
     """:attr:`Reader.tokenizer_fingerprint`: vocabulary, merges, normalization, special tokens."""
     dtype: str | None = None
@@ -61,17 +63,21 @@ class SAESpec(BaseModel):
     model_config = ConfigDict(frozen=True)
     site: str
     source: str
-    d_model: int
-    d_sae: int
+    d_model: int = Field(gt=0)
+    d_sae: int = Field(gt=0)
     fingerprint: str
     neuronpedia_id: str | None = None
     model_name: str | None = None
 
 
 class DetectorSpec(BaseModel):
-    """Everything of a probe detector but its tensors."""
+    """Everything of a probe detector but its tensors.
 
-    model_config = ConfigDict(frozen=True)
+    Its own numbers must be finite (JSON ``NaN`` or ``1e999`` is refused): a NaN intercept or
+    threshold would make every later assessment fail.
+    """
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
     name: str
     risk: str
     blocks: list[FeatureBlock]
@@ -100,6 +106,7 @@ class BundleManifest(BaseModel):
 
 
 def sha256_file(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

@@ -14,28 +14,38 @@ Accepted layouts:
   ``dtype`` and ``hook_name``/``model_name``/``neuronpedia_id`` (top level in SAELens < 6, under
   ``metadata`` since SAELens 6).
 
-Every problem is an :class:`~scope_guard.errors.ArtifactError` naming the file and the tensor.
+Every file is read only if it is a regular file inside the SAE's folder (symlinks leaving it,
+FIFOs and devices are refused before opening; see :mod:`scope_guard.safe_files`), JSON is
+bounded, and ``.npz`` sizes are checked before anything is allocated
+(:mod:`scope_guard.sae.npz_reader`). Every problem is an
+:class:`~scope_guard.errors.ArtifactError` naming the file and the tensor.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import zipfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from scope_guard.errors import ArtifactError, ConfigError
 from scope_guard.sae.jumprelu import TENSOR_NAMES, SAEInfo
+from scope_guard.sae.npz_reader import read_npz
+from scope_guard.safe_files import confined_file, confinement_root, read_json_object
 from scope_guard.sites import Site
 
-__all__ = ["LoadedParams", "SAEFormat", "detect_format", "read_sae"]
+__all__ = [
+    "FLOAT_DTYPES",
+    "LoadedParams",
+    "SAEFormat",
+    "check_float_tensor",
+    "detect_format",
+    "read_sae",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +60,9 @@ ACCEPTED_LAYOUTS = (
     f"Gemma Scope 2: a folder with '{GS2_FILE}' and '{GS2_CONFIG}'; "
     f"SAELens: a folder with '{SAELENS_CFG}' and '{SAELENS_WEIGHTS}'"
 )
+
+#: Dtypes an SAE or bundle tensor may be stored in (float8 and complex are refused).
+FLOAT_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
 
 # File key -> literature name, per format.
 _GS1_KEYS = {name: name for name in TENSOR_NAMES}
@@ -80,8 +93,16 @@ class LoadedParams(NamedTuple):
     format: SAEFormat
 
 
+def _present(path: Path) -> bool:
+    """Whether anything, even a dangling symlink or a FIFO, is at ``path``."""
+    return path.is_symlink() or path.exists()
+
+
 def detect_format(path: str | Path) -> tuple[SAEFormat, Path]:
     """Tell which layout ``path`` is in.
+
+    Detection looks at names only; :func:`read_sae` then refuses any file that is not a
+    regular file inside the SAE's folder.
 
     Returns:
         The format and the path to read: the ``.npz`` file for Gemma Scope 1, the folder for
@@ -91,21 +112,21 @@ def detect_format(path: str | Path) -> tuple[SAEFormat, Path]:
         ArtifactError: if ``path`` does not exist or matches none of the accepted layouts.
     """
     path = Path(path)
-    if not path.exists():
+    if not _present(path):
         msg = f"no SAE at {path}: the path does not exist (accepted layouts: {ACCEPTED_LAYOUTS})"
         raise ArtifactError(msg)
-    if path.is_file():
+    if not path.is_dir():
         if path.suffix == ".npz":
             return SAEFormat.GEMMA_SCOPE, path
         if path.name in (GS2_FILE, GS2_CONFIG, SAELENS_CFG, SAELENS_WEIGHTS):
             return detect_format(path.parent)
         msg = f"cannot read an SAE from the file {path}; accepted layouts: {ACCEPTED_LAYOUTS}"
         raise ArtifactError(msg)
-    if (path / GS1_FILE).is_file():
+    if _present(path / GS1_FILE):
         return SAEFormat.GEMMA_SCOPE, path / GS1_FILE
-    if (path / GS2_FILE).is_file():
+    if _present(path / GS2_FILE):
         return SAEFormat.GEMMA_SCOPE_2, path
-    has_cfg, has_weights = (path / SAELENS_CFG).is_file(), (path / SAELENS_WEIGHTS).is_file()
+    has_cfg, has_weights = _present(path / SAELENS_CFG), _present(path / SAELENS_WEIGHTS)
     if has_cfg and has_weights:
         return SAEFormat.SAELENS, path
     if has_cfg or has_weights:
@@ -132,22 +153,27 @@ def read_sae(
             ``d_model`` mismatch, non-finite values, or an unsupported configuration.
     """
     fmt, target = detect_format(path)
+    # Every file must stay inside the SAE's folder (or, in the HF cache, its repo's blobs).
+    root = confinement_root(target.parent if fmt is SAEFormat.GEMMA_SCOPE else target)
     meta: dict[str, Any]
     if fmt is SAEFormat.GEMMA_SCOPE:
-        raw = _pick(_read_npz(target), _GS1_KEYS, target)
-        meta = {}
         weights_file = target
+        real = confined_file(weights_file, root=root, what="SAE file")
+        raw = _pick(read_npz(real, set(_GS1_KEYS)), _GS1_KEYS, target)
+        meta = {}
     elif fmt is SAEFormat.GEMMA_SCOPE_2:
         weights_file = target / GS2_FILE
-        raw = _pick(_read_safetensors(weights_file), _GS2_KEYS, weights_file)
-        meta = _gs2_meta(target / GS2_CONFIG)
+        raw = _pick(_read_safetensors(weights_file, root), _GS2_KEYS, weights_file)
+        meta = _gs2_meta(target / GS2_CONFIG, root)
     else:
         weights_file = target / SAELENS_WEIGHTS
-        arrays = _read_safetensors(weights_file)
+        arrays = _read_safetensors(weights_file, root)
         if "threshold" not in arrays and "log_threshold" in arrays:
-            arrays["threshold"] = torch.exp(arrays.pop("log_threshold"))
+            log_threshold = arrays.pop("log_threshold")
+            check_float_tensor(log_threshold, name="log_threshold", where=weights_file)
+            arrays["threshold"] = torch.exp(log_threshold)
         raw = _pick(arrays, _GS1_KEYS, weights_file)
-        meta = _saelens_meta(target / SAELENS_CFG)
+        meta = _saelens_meta(target / SAELENS_CFG, root)
     tensors = check_tensors(raw, where=weights_file, expected_d_model=expected_d_model)
     d_model, d_sae = tensors["W_enc"].shape
     for key, value in (("d_model", d_model), ("d_sae", d_sae)):
@@ -170,6 +196,46 @@ def read_sae(
     return LoadedParams(tensors=tensors, info=info, format=fmt)
 
 
+def check_float_tensor(
+    tensor: torch.Tensor,
+    *,
+    name: str,
+    where: Path | str,
+    ndim: int | None = None,
+    allow_empty: bool = False,
+) -> None:
+    """Refuse a tensor that is not a finite, non-empty float16/bfloat16/float32/float64 array.
+
+    Args:
+        tensor: The tensor as read.
+        name: Its name in the file (for the message).
+        where: The file (for the message).
+        ndim: The rank it must have, when fixed.
+        allow_empty: Accept a tensor with no elements.
+
+    Raises:
+        ArtifactError: naming the tensor and the file.
+    """
+    if tensor.dtype not in FLOAT_DTYPES:
+        msg = (
+            f"{where}: tensor {name!r} has dtype {tensor.dtype}, expected one of "
+            "float16, bfloat16, float32, float64"
+        )
+        raise ArtifactError(msg)
+    if ndim is not None and tensor.ndim != ndim:
+        msg = (
+            f"{where}: tensor {name!r} is {tensor.ndim}-D {tuple(tensor.shape)}, expected {ndim}-D"
+        )
+        raise ArtifactError(msg)
+    if tensor.numel() == 0 and not allow_empty:
+        msg = f"{where}: tensor {name!r} is empty (shape {tuple(tensor.shape)})"
+        raise ArtifactError(msg)
+    bad = int((~torch.isfinite(tensor)).sum())
+    if bad:
+        msg = f"{where}: tensor {name!r} has {bad} non-finite values (NaN or inf)"
+        raise ArtifactError(msg)
+
+
 def check_tensors(
     raw: dict[str, torch.Tensor], *, where: Path, expected_d_model: int | None = None
 ) -> dict[str, torch.Tensor]:
@@ -179,19 +245,12 @@ def check_tensors(
     is transposed back only when the biases prove it (``d_model != d_sae``), and that is logged.
 
     Raises:
-        ArtifactError: naming the tensor and ``where`` on any inconsistency.
+        ArtifactError: naming the tensor and ``where`` on any inconsistency: a dtype other than
+            float16/bfloat16/float32/float64, a wrong rank, an empty tensor, non-finite values,
+            or shapes that disagree.
     """
     for name, tensor in raw.items():
-        if not tensor.is_floating_point():
-            msg = f"{where}: tensor {name!r} has dtype {tensor.dtype}, expected a float dtype"
-            raise ArtifactError(msg)
-        wanted_ndim = 2 if name.startswith("W_") else 1
-        if tensor.ndim != wanted_ndim:
-            msg = (
-                f"{where}: tensor {name!r} is {tensor.ndim}-D {tuple(tensor.shape)}, "
-                f"expected {wanted_ndim}-D"
-            )
-            raise ArtifactError(msg)
+        check_float_tensor(tensor, name=name, where=where, ndim=2 if name.startswith("W_") else 1)
     d_sae, d_model = raw["b_enc"].shape[0], raw["b_dec"].shape[0]
     out = dict(raw)
     if raw["threshold"].shape[0] != d_sae:
@@ -218,45 +277,14 @@ def check_tensors(
             f"d_model={expected_d_model}"
         )
         raise ArtifactError(msg)
-    for name, tensor in out.items():
-        bad = int((~torch.isfinite(tensor)).sum())
-        if bad:
-            msg = f"{where}: tensor {name!r} has {bad} non-finite values (NaN or inf)"
-            raise ArtifactError(msg)
     return out
 
 
 # ---------------------------------------------------------------------------- file readers
-def _read_npz(path: Path) -> dict[str, torch.Tensor]:
+def _read_safetensors(path: Path, root: Path) -> dict[str, torch.Tensor]:
+    real = confined_file(path, root=root, what="SAE weights")
     try:
-        npz = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        msg = f"cannot read {path} as an .npz archive: {exc}"
-        raise ArtifactError(msg) from exc
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        msg = f"{path} is not an .npz archive (it holds a single array)"
-        raise ArtifactError(msg)
-    out: dict[str, torch.Tensor] = {}
-    with npz:
-        for key in npz.files:
-            if key not in _GS1_KEYS:
-                out[key] = torch.empty(0)  # never read: only its name matters, for messages
-                continue
-            try:
-                array = npz[key]
-            except ValueError as exc:
-                msg = f"{path}: array {key!r} cannot be read without pickle, which is refused"
-                raise ArtifactError(msg) from exc
-            except (OSError, EOFError, zipfile.BadZipFile) as exc:
-                msg = f"{path}: array {key!r} is unreadable: {exc}"
-                raise ArtifactError(msg) from exc
-            out[key] = torch.from_numpy(np.ascontiguousarray(array))
-    return out
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(str(path), device="cpu")
+        return load_file(str(real), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         msg = f"cannot read {path} as safetensors: {exc}"
         raise ArtifactError(msg) from exc
@@ -274,18 +302,6 @@ def _pick(
     return {name: arrays[key] for key, name in keys.items()}
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        msg = f"cannot read {path} as JSON: {exc}"
-        raise ArtifactError(msg) from exc
-    if not isinstance(data, dict):
-        msg = f"{path} must hold a JSON object, got {type(data).__name__}"
-        raise ArtifactError(msg)
-    return data
-
-
 def _parse_site(spec: Any, where: Path) -> Site | None:
     if not spec:
         return None
@@ -298,11 +314,19 @@ def _parse_site(spec: Any, where: Path) -> Site | None:
         return None
 
 
-def _gs2_meta(config: Path) -> dict[str, Any]:
-    if not config.is_file():
+def _text_field(cfg: dict[str, Any], name: str, where: Path) -> str | None:
+    value = cfg.get(name)
+    if value is not None and not isinstance(value, str):
+        msg = f"{where}: {name} must be a string, got {type(value).__name__}"
+        raise ArtifactError(msg)
+    return value
+
+
+def _gs2_meta(config: Path, root: Path) -> dict[str, Any]:
+    if not _present(config):
         logger.warning("%s is missing: the SAE's site is unknown", config)
         return {}
-    cfg = _read_json(config)
+    cfg = read_json_object(config, root=root, what="SAE config")
     arch = cfg.get("architecture", "jump_relu")
     if arch not in ("jump_relu", "jumprelu"):
         msg = f"{config}: architecture {arch!r} is not supported; only 'jump_relu'"
@@ -313,15 +337,15 @@ def _gs2_meta(config: Path) -> dict[str, Any]:
         raise ArtifactError(msg)
     meta: dict[str, Any] = {
         "site": _parse_site(hook_in, config),
-        "model_name": cfg.get("model_name"),
+        "model_name": _text_field(cfg, "model_name", config),
     }
     if isinstance(cfg.get("width"), int):
         meta["d_sae"] = cfg["width"]
     return meta
 
 
-def _saelens_meta(cfg_path: Path) -> dict[str, Any]:
-    cfg = _read_json(cfg_path)
+def _saelens_meta(cfg_path: Path, root: Path) -> dict[str, Any]:
+    cfg = read_json_object(cfg_path, root=root, what="SAELens config")
     metadata = cfg.get("metadata")
     extra: dict[str, Any] = metadata if isinstance(metadata, dict) else {}
     arch = cfg.get("architecture")
@@ -336,7 +360,7 @@ def _saelens_meta(cfg_path: Path) -> dict[str, Any]:
         raise ArtifactError(msg)
 
     def field(name: str) -> Any:
-        return extra.get(name, cfg.get(name))
+        return _text_field(extra if name in extra else cfg, name, cfg_path)
 
     return {
         "site": _parse_site(field("hook_name"), cfg_path),

@@ -110,6 +110,15 @@ def load_sae(
     else:
         loaded = read_sae(Path(source), expected_d_model=expected_d_model, source=str(source))
     t = {k: v.to(device=device, dtype=dtype) for k, v in loaded.tensors.items()}
+    for name, tensor in t.items():
+        # Finite in the stored dtype can overflow in a narrower one (float32 1e5 -> float16 inf).
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            msg = (
+                f"{source}: tensor {name!r} has {bad} values that overflow {dtype} (NaN or "
+                "inf after the cast); load it in a wider dtype"
+            )
+            raise ArtifactError(msg)
     sae = JumpReLUSAE(
         t["W_enc"], t["W_dec"], t["b_enc"], t["b_dec"], t["threshold"], info=loaded.info
     )
