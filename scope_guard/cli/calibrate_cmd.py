@@ -28,7 +28,17 @@ def add_parser(sub: Any) -> None:
     p.add_argument("data", help="labeled data: a file or folder in --format")
     p.add_argument("--format", default="jsonl", help="jsonl, ragtruth, halueval-qa, summedits, ...")
     p.add_argument("--risk", required=True, help="fabrication, sycophancy or deception")
-    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="bundle folder to write: new, empty, or an earlier bundle (which is replaced)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty --out that is not a bundle (files of the same names are "
+        "replaced; nothing else is removed)",
+    )
     p.add_argument("--report", help="report folder (default: OUT/report)")
     add_reader_arguments(p)
     p.add_argument("--sae", action="append", default=[], help="[SITE=]SOURCE; repeatable")
@@ -106,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.grounding_only and not args.reader:
         msg = "give --reader (and --sae), or --grounding-only"
         raise ConfigError(msg)
+    _check_out(Path(args.out), overwrite=args.overwrite)
     use_grounding = (
         args.grounding_only
         or args.grounding == "yes"
@@ -155,3 +166,20 @@ def run(args: argparse.Namespace) -> int:
     out(f"\nbundle: {bundle_dir}")
     out(f"report: {paths.markdown} and {paths.html}")
     return 0
+
+
+def _check_out(folder: Path, *, overwrite: bool) -> None:
+    """Refuse, before any work, an ``--out`` that would mix the bundle into unrelated files."""
+    from detectors.bundle import MANIFEST
+
+    if folder.exists() and not folder.is_dir():
+        msg = f"--out {folder} is a file, not a folder"
+        raise ConfigError(msg)
+    if not folder.is_dir() or overwrite or (folder / MANIFEST).is_file():
+        return
+    if next(folder.iterdir(), None) is not None:
+        msg = (
+            f"--out {folder} is a non-empty folder and not a bundle (no {MANIFEST}): "
+            "choose a new or empty folder, or pass --overwrite to write into it anyway"
+        )
+        raise ConfigError(msg)

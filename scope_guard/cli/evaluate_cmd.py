@@ -19,7 +19,7 @@ def add_parser(sub: Any) -> None:
         "evaluate",
         help="score a bundle's detectors on labeled data",
         description="Scores every detector of a bundle on the rows labeled for its risk and "
-        "reports AUROC, AUPRC, F1, ECE, Brier and TPR at 1%%/5%% FPR with bootstrap intervals.",
+        "reports AUROC, AUPRC, F1, ECE, Brier and TPR at 1%/5% FPR with bootstrap intervals.",
     )
     p.add_argument("data", help="labeled data: a file or folder in --format")
     p.add_argument("--bundle", required=True, help="a bundle folder written by calibrate")
