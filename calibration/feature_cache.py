@@ -23,13 +23,29 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from scope_guard.errors import ArtifactError
+from scope_guard.errors import ArtifactError, InputError
+from scope_guard.safe_files import confined_file
 
 __all__ = ["FeatureCache", "text_key"]
 
 logger = logging.getLogger(__name__)
 
 _SEP = "\u241e"  # separates an example key from a field name inside a shard
+# safetensors dtype names numpy can represent (bfloat16 and float8 it cannot).
+_NUMPY_DTYPES = {"F16", "F32", "F64", "I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64"}
+_NUMPY_DTYPES.add("BOOL")
+
+
+def _checked(tensor: torch.Tensor, name: str, shard: Path) -> np.ndarray:
+    array = tensor.numpy()
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        key = name.split(_SEP, 1)[0]
+        msg = (
+            f"feature cache shard {shard} holds NaN or inf features for {key}; delete the "
+            "shard to recompute them"
+        )
+        raise ArtifactError(msg)
+    return array
 
 
 def text_key(*parts: Any) -> str:
@@ -51,20 +67,52 @@ class FeatureCache:
         digest = text_key(self.namespace)[:16]
         self.folder = Path(root) / digest
         self.folder.mkdir(parents=True, exist_ok=True)
-        meta = self.folder / "namespace.json"
-        if not meta.exists():
-            meta.write_text(json.dumps(self.namespace, indent=2, default=str), encoding="utf-8")
+        self._write_namespace(self.folder / "namespace.json")
         self._index: dict[str, Path] = {}
         for shard in sorted(self.folder.glob("shard-*.safetensors")):
             self._index_shard(shard)
 
-    def _index_shard(self, shard: Path) -> None:
-        try:
-            with safe_open(str(shard), framework="pt") as handle:
-                keys = list(handle.keys())
-        except (OSError, SafetensorError) as exc:  # a torn or corrupt shard: recompute it
-            logger.warning("ignoring unreadable cache shard %s: %s", shard, exc)
+    def _write_namespace(self, meta: Path) -> None:
+        if meta.is_symlink() or meta.exists():
             return
+        text = json.dumps(self.namespace, indent=2, default=str)
+        # O_EXCL | O_NOFOLLOW: a symlink planted here is never followed to write elsewhere.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(meta, flags, 0o644)
+        except FileExistsError:  # another writer was first: its content is the same
+            return
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    def _shard_problem(self, shard: Path) -> str | None:
+        """Why ``shard`` is not one of this cache's shards (``None`` when it is)."""
+        try:
+            real = confined_file(shard, root=self.folder, what="cache shard")
+            with safe_open(str(real), framework="pt") as handle:
+                names = list(handle.keys())
+                dtypes = {name: handle.get_slice(name).get_dtype() for name in names}
+        except ArtifactError as exc:
+            return str(exc)
+        except (OSError, SafetensorError) as exc:
+            return f"unreadable: {exc}"
+        for name in names:
+            key, sep, field = name.partition(_SEP)
+            if not (key and sep and field) or _SEP in field:
+                return f"tensor {name[:60]!r} is not named '<key>{_SEP}<field>'"
+            if dtypes[name] not in _NUMPY_DTYPES:
+                return f"tensor {name[:60]!r} has dtype {dtypes[name]}, which numpy cannot hold"
+        return None
+
+    def _index_shard(self, shard: Path) -> None:
+        # A shard this cache did not write (torn, foreign, a symlink out, a FIFO) is skipped,
+        # so its examples are recomputed: the cache is a speed-up, never a source of truth.
+        problem = self._shard_problem(shard)
+        if problem is not None:
+            logger.warning("ignoring cache shard %s: %s", shard, problem)
+            return
+        with safe_open(str(shard), framework="pt") as handle:
+            keys = list(handle.keys())
         for key in keys:
             self._index[key.split(_SEP, 1)[0]] = shard
 
@@ -96,15 +144,26 @@ class FeatureCache:
         out: dict[str, dict[str, np.ndarray]] = {k: {} for k in wanted}
         for shard, shard_keys in by_shard.items():
             wanted_here = set(shard_keys)
-            with safe_open(str(shard), framework="pt") as handle:
-                for name in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                    key, field = name.split(_SEP, 1)
-                    if key in wanted_here:
-                        out[key][field] = handle.get_tensor(name).numpy()
+            try:
+                real = confined_file(shard, root=self.folder, what="cache shard")
+                with safe_open(str(real), framework="pt") as handle:
+                    for name in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                        key, _, field = name.partition(_SEP)
+                        if key in wanted_here:
+                            out[key][field] = _checked(handle.get_tensor(name), name, shard)
+            except (OSError, SafetensorError, TypeError) as exc:
+                msg = f"feature cache shard {shard} became unreadable: {exc}; delete it"
+                raise ArtifactError(msg) from exc
         return out
 
     def put(self, rows: Mapping[str, Mapping[str, np.ndarray]]) -> Path | None:
         """Write ``{key: {field: array}}`` as one new shard; returns its path."""
+        bad = [
+            k for k, fields in rows.items() if not k or _SEP in k or any(_SEP in f for f in fields)
+        ]
+        if bad:
+            msg = f"cache keys and field names must be non-empty and free of {_SEP!r}: {bad[:3]}"
+            raise InputError(msg)
         tensors = {
             f"{key}{_SEP}{field}": torch.from_numpy(np.ascontiguousarray(value))
             for key, fields in rows.items()

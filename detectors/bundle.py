@@ -292,7 +292,7 @@ class DetectorBundle:
             raise ArtifactError(msg)
         try:
             bundle = cls(
-                (cls._detector(spec, tensors, manifest) for spec in manifest.detectors),
+                (cls._detector(spec, tensors, manifest, folder) for spec in manifest.detectors),
                 reader=manifest.reader,
                 saes=manifest.saes,
                 training=manifest.training,
@@ -300,7 +300,7 @@ class DetectorBundle:
                 versions=manifest.versions,
             )
         except (ConfigError, InputError) as exc:  # a valid schema holding inconsistent values
-            msg = f"bundle {folder} is inconsistent: {exc}"
+            msg = f"bundle manifest {manifest_path} is inconsistent: {exc}"
             raise ArtifactError(msg) from exc
         if reader is not None:
             bundle.check_reader(reader)
@@ -308,15 +308,22 @@ class DetectorBundle:
 
     @staticmethod
     def _detector(
-        spec: DetectorSpec, tensors: Mapping[str, torch.Tensor], manifest: BundleManifest
+        spec: DetectorSpec,
+        tensors: Mapping[str, torch.Tensor],
+        manifest: BundleManifest,
+        folder: Path,
     ) -> ProbeDetector:
+        manifest_path, tensor_path = folder / MANIFEST, folder / TENSORS
+
         def get(*parts: str, ndim: int, allow_empty: bool = False) -> torch.Tensor:
             key = _tensor_key(spec.name, *parts)
             if key not in tensors:
-                msg = f"bundle tensors lack {key!r} (detector {spec.name!r})"
+                msg = f"bundle file {tensor_path} lacks the tensor {key!r} (detector {spec.name!r})"
                 raise ArtifactError(msg)
             tensor = tensors[key]
-            check_float_tensor(tensor, name=key, where=TENSORS, ndim=ndim, allow_empty=allow_empty)
+            check_float_tensor(
+                tensor, name=key, where=tensor_path, ndim=ndim, allow_empty=allow_empty
+            )
             # float16/bfloat16 (which numpy lacks) are widened; the values are the stored ones.
             return tensor.to(torch.float32 if tensor.dtype != torch.float64 else torch.float64)
 
@@ -329,12 +336,16 @@ class DetectorBundle:
             site = block.parsed_site
             sae_spec = sae_specs.get(str(site))
             if sae_spec is None:
-                msg = f"detector {spec.name!r} reads an SAE at {site} the manifest does not list"
+                msg = (
+                    f"{manifest_path}: detector {spec.name!r} reads an SAE at {site} the "
+                    "manifest does not list"
+                )
                 raise ArtifactError(msg)
             out_of_range = [i for i in block.latent_ids if not 0 <= i < sae_spec.d_sae]
             if out_of_range:
                 msg = (
-                    f"detector {spec.name!r}: latent ids {out_of_range[:5]} at {site} are "
+                    f"{manifest_path}: detector {spec.name!r}: latent ids {out_of_range[:5]} "
+                    f"at {site} are "
                     f"outside the SAE's 0..{sae_spec.d_sae - 1}"
                 )
                 raise ArtifactError(msg)

@@ -71,9 +71,17 @@ class FeatureBlock(BaseModel):
                 msg = f"a {self.kind} block needs a site"
                 raise ConfigError(msg)
             Site.parse(self.site)
-        if self.kind is BlockKind.RAW and not self.d:
-            msg = "a raw block needs its width d"
+        if self.kind is BlockKind.RAW and (self.d is None or self.d <= 0):
+            msg = f"a raw block needs its width d, a positive integer; got {self.d!r}"
             raise ConfigError(msg)
+        if self.kind is BlockKind.SAE:
+            negative = [i for i in self.latent_ids if i < 0]
+            if negative:
+                msg = f"an sae block's latent ids must be >= 0, got {negative[:5]}"
+                raise ConfigError(msg)
+            if len(set(self.latent_ids)) != len(self.latent_ids):
+                msg = "an sae block lists a latent id twice"
+                raise ConfigError(msg)
         if self.kind is BlockKind.GROUNDING and (not self.names or self.version is None):
             msg = "a grounding block needs its feature names and version"
             raise ConfigError(msg)

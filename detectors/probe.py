@@ -115,6 +115,13 @@ class ProbeDetector:
                 f"{layout_width(self.blocks)} features"
             )
             raise ArtifactError(msg)
+        if not np.all(np.isfinite(self.coef)):
+            bad = int((~np.isfinite(self.coef)).sum())
+            msg = f"detector {self.name!r}: {bad} coefficients are NaN or inf"
+            raise ConfigError(msg)
+        if not np.isfinite(self.intercept):
+            msg = f"detector {self.name!r}: intercept {self.intercept} must be finite"
+            raise ConfigError(msg)
         # A threshold above 1 is the "never flag" threshold a target no row can meet yields.
         if not (self.threshold >= 0.0 and np.isfinite(self.threshold)):
             msg = f"detector {self.name!r}: threshold {self.threshold} must be finite and >= 0"
