@@ -1,0 +1,172 @@
+"""The JumpReLU SAE while it trains: parameters, the loss, unit-norm decoder rows, export.
+
+Training runs on inputs scaled by a fixed factor ``c`` (so that their mean squared norm is a set
+value, see :class:`~scope_guard.sae.training.config.TrainingConfig`). On scaled inputs
+``x' = c * x``::
+
+    pre   = x' @ W_enc + b_enc
+    f     = JumpReLU(pre, theta)          theta > 0, trained directly
+    x'_hat = f @ W_dec + b_dec            rows of W_dec kept at unit norm
+    loss  = mean_tokens ||x' - x'_hat||^2 + lambda * mean_tokens L0(pre)
+
+:meth:`TrainableJumpReLU.export` folds ``c`` into the weights so that the saved SAE encodes *raw*
+activations with the Gemma Scope convention (no ``b_dec`` subtraction) and its codes are
+``f / c``: ``b_enc``, ``threshold`` and ``b_dec`` are divided by ``c``; ``W_enc`` and the
+unit-norm ``W_dec`` stay as they are.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from scope_guard.errors import ConfigError
+from scope_guard.sae.jumprelu import JumpReLUSAE, SAEInfo
+from scope_guard.sae.training.autograd import jumprelu, step
+
+__all__ = ["MIN_THRESHOLD", "StepLosses", "TrainableJumpReLU"]
+
+#: Thresholds are kept at or above this value (scaled units) so that JumpReLU stays a JumpReLU.
+MIN_THRESHOLD = 1e-6
+
+
+class StepLosses(NamedTuple):
+    """The pieces of one training step's loss (all on scaled inputs).
+
+    Attributes:
+        loss: ``mse + lambda * l0``, a scalar with gradients.
+        mse: Mean over tokens of the squared reconstruction error (summed over dimensions).
+        l0: Mean number of active latents per token (with the step's pseudo-gradient).
+        codes: The codes ``f``, shape ``(batch, d_sae)``, detached.
+        reconstruction: ``x'_hat``, shape ``(batch, d_model)``, detached.
+    """
+
+    loss: torch.Tensor
+    mse: torch.Tensor
+    l0: torch.Tensor
+    codes: torch.Tensor
+    reconstruction: torch.Tensor
+
+
+class TrainableJumpReLU(nn.Module):
+    """A JumpReLU SAE with trainable parameters, initialised as in Gemma Scope.
+
+    ``W_dec`` rows are random unit vectors, ``W_enc = W_dec.T``, ``b_enc = 0``, ``b_dec`` the
+    mean of the (scaled) inputs when given, thresholds all ``init_threshold``.
+
+    Args:
+        d_model: Width of the activations.
+        d_sae: Number of latents; at least ``d_model``.
+        init_threshold: Initial threshold of every latent, > 0.
+        generator: Seeded generator for the initialisation.
+        b_dec_init: Optional ``(d_model,)`` initial decoder bias.
+
+    Raises:
+        ConfigError: if ``d_sae < d_model`` or a size is not positive.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_sae: int,
+        *,
+        init_threshold: float,
+        generator: torch.Generator,
+        b_dec_init: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        if d_model <= 0 or d_sae <= 0:
+            msg = f"d_model and d_sae must be positive, got {d_model} and {d_sae}"
+            raise ConfigError(msg)
+        if d_sae < d_model:
+            msg = (
+                f"width {d_sae} is below d_model={d_model}: an SAE must have at least as many "
+                "latents as the activations have dimensions"
+            )
+            raise ConfigError(msg)
+        W_dec = torch.randn(d_sae, d_model, generator=generator, dtype=torch.float32)
+        W_dec /= W_dec.norm(dim=1, keepdim=True)
+        self.W_dec = nn.Parameter(W_dec)
+        self.W_enc = nn.Parameter(W_dec.T.clone().contiguous())
+        self.b_enc = nn.Parameter(torch.zeros(d_sae))
+        b_dec = torch.zeros(d_model) if b_dec_init is None else b_dec_init.float().clone()
+        self.b_dec = nn.Parameter(b_dec)
+        # theta itself is the parameter, not log(theta): Adam moves a parameter by about the
+        # learning rate per step, and a log-threshold starting at log(0.001) would need tens of
+        # thousands of steps to reach thresholds of order one, far more than a CPU run takes.
+        self.threshold = nn.Parameter(torch.full((d_sae,), float(init_threshold)))
+
+    @property
+    def d_model(self) -> int:
+        return int(self.W_enc.shape[0])
+
+    @property
+    def d_sae(self) -> int:
+        return int(self.W_enc.shape[1])
+
+    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        """``x @ W_enc + b_enc`` for scaled inputs ``x`` of shape ``(batch, d_model)``."""
+        return x @ self.W_enc + self.b_enc
+
+    def losses(self, x: torch.Tensor, l0_coefficient: float, bandwidth: float) -> StepLosses:
+        """The training loss on scaled inputs ``x`` of shape ``(batch, d_model)``."""
+        pre = self.pre_activations(x)
+        threshold = self.threshold
+        codes = jumprelu(pre, threshold, bandwidth)
+        recon = codes @ self.W_dec + self.b_dec
+        mse = (recon - x).pow(2).sum(dim=-1).mean()
+        l0 = step(pre, threshold, bandwidth).sum(dim=-1).mean()
+        loss = mse + l0_coefficient * l0
+        return StepLosses(loss, mse, l0, codes.detach(), recon.detach())
+
+    @torch.no_grad()
+    def encode_scaled(self, x: torch.Tensor) -> torch.Tensor:
+        """Codes ``f`` of scaled inputs, shape ``(batch, d_sae)`` (no gradients)."""
+        pre = self.pre_activations(x)
+        return pre * (pre > self.threshold).to(pre.dtype)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, scale: float) -> torch.Tensor:
+        """Codes of *raw* inputs, as the exported SAE computes them: ``f(scale * x) / scale``."""
+        return self.encode_scaled(x.float() * scale) / scale
+
+    # ------------------------------------------------------------------ decoder constraint
+    @torch.no_grad()
+    def project_decoder_grad(self) -> None:
+        """Remove from ``W_dec``'s gradient its component along each (unit) row.
+
+        Moving a unit row along itself only changes its norm, which the renormalisation after
+        the step undoes; without the projection Adam would waste its step size there.
+        """
+        grad = self.W_dec.grad
+        if grad is None:
+            return
+        along = (grad * self.W_dec).sum(dim=1, keepdim=True)
+        grad -= along * self.W_dec
+
+    @torch.no_grad()
+    def apply_constraints(self) -> None:
+        """After a step: every ``W_dec`` row back on the unit sphere, thresholds positive."""
+        self.threshold.clamp_(min=MIN_THRESHOLD)
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+    # ------------------------------------------------------------------ export
+    @torch.no_grad()
+    def export(self, scale: float, info: SAEInfo) -> JumpReLUSAE:
+        """The trained SAE for raw activations, with ``scale`` folded in (float32, CPU).
+
+        Args:
+            scale: The factor ``c`` training multiplied raw activations by.
+            info: Metadata of the SAE; ``d_model`` and ``d_sae`` must match.
+        """
+        c = float(scale)
+        return JumpReLUSAE(
+            W_enc=self.W_enc.detach().float().cpu().clone(),
+            W_dec=self.W_dec.detach().float().cpu().clone(),
+            b_enc=(self.b_enc.detach().float().cpu() / c).clone(),
+            b_dec=(self.b_dec.detach().float().cpu() / c).clone(),
+            threshold=(self.threshold.detach().float().cpu() / c).clone(),
+            info=info,
+        ).eval()
