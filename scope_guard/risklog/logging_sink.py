@@ -39,7 +39,7 @@ class LoggingRiskLog:
         """Emit one log line for ``record`` (thread-safe, as ``logging`` is)."""
         if not self.logger.isEnabledFor(self.level):
             return
-        payload = record.model_dump(mode="json", exclude_none=True)
+        payload = json.loads(record.model_dump_json(exclude_none=True))  # strict JSON: no NaN
         text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         self.logger.log(self.level, "risk_record %s", text, extra={"risk_record": payload})
 

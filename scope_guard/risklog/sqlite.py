@@ -123,6 +123,12 @@ class SQLiteRiskLog:
                     self._conn.rollback()
                 msg = f"risk log {self.path} is not a readable SQLite risk log: {exc}"
                 raise ArtifactError(msg) from exc
+            except BaseException:
+                # Any other failure inside BEGIN IMMEDIATE (a value sqlite3 cannot bind, an
+                # interrupt) must not leave the write lock held: every other writer would wait.
+                if self._conn.in_transaction:
+                    self._conn.rollback()
+                raise
 
     def _setup(self) -> None:
         if self.readonly:

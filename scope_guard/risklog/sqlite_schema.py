@@ -89,7 +89,9 @@ def _dumps(value: Any) -> str:
 
 
 def to_row(record: RiskRecord) -> tuple[Any, ...]:
-    data = record.model_dump(mode="json")
+    # Through the record's own JSON: non-finite scores become "NaN"/"Infinity" strings, which
+    # SQLite's JSON functions accept and which validate back to floats.
+    data = json.loads(record.model_dump_json())
     texts = {k: data.pop(k) for k in _TEXTS if data.get(k) is not None}
     for k in _TEXTS:
         data.pop(k, None)
