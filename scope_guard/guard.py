@@ -14,9 +14,9 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from scope_guard._version import __version__
 from scope_guard.errors import ArtifactError, ConfigError
@@ -24,16 +24,19 @@ from scope_guard.guard_parts import build_report, failure_report, grounding_summ
 from scope_guard.policy import Policy, RiskThresholds
 from scope_guard.prompting import render_prompt
 from scope_guard.risklog.record import RiskLogSink, RiskRecord
-from scope_guard.types import Exchange, RiskReport
+from scope_guard.types import Exchange, Outcome, RiskReport
 
 if TYPE_CHECKING:
     from detectors.grounding import GroundingDetector, GroundingResult
     from detectors.probe import ProbeDetector
     from scope_guard.reader import Reader, Reading
 
-__all__ = ["HEURISTIC_THRESHOLDS", "GuardStats", "ScopeGuard"]
+__all__ = ["HEURISTIC_THRESHOLDS", "GuardStats", "OutcomeRule", "ScopeGuard"]
 
 logger = logging.getLogger(__name__)
+
+OutcomeRule: TypeAlias = Callable[[RiskReport], Outcome]
+"""What a caller serves for a report (see :meth:`ScopeGuard.assess`)."""
 
 # Without a bundle, the grounding check's uncalibrated heuristic risk stands in for fabrication.
 HEURISTIC_THRESHOLDS = RiskThresholds(warn=0.5, regenerate=0.7, fallback=0.9)
@@ -204,16 +207,32 @@ class ScopeGuard:
         )
 
     # ------------------------------------------------------------------ assessing
-    def assess(self, exchange: Exchange | Mapping[str, Any]) -> RiskReport:
-        """Assess one response, decide, and log the record."""
-        return self.assess_batch([exchange])[0]
+    def assess(
+        self, exchange: Exchange | Mapping[str, Any], *, outcome: OutcomeRule | None = None
+    ) -> RiskReport:
+        """Assess one response, decide, and log the record.
 
-    async def aassess(self, exchange: Exchange | Mapping[str, Any]) -> RiskReport:
+        Args:
+            exchange: The response and what it was generated from.
+            outcome: What the caller serves for a report (the LangChain integration passes
+                its rule), stamped on the report and its risk record before the record is
+                written; without it the report's ``outcome`` is ``None``.
+        """
+        return self.assess_batch([exchange], outcome=outcome)[0]
+
+    async def aassess(
+        self, exchange: Exchange | Mapping[str, Any], *, outcome: OutcomeRule | None = None
+    ) -> RiskReport:
         """:meth:`assess` in a worker thread, so the event loop is never blocked."""
-        return await asyncio.to_thread(self.assess, exchange)
+        return await asyncio.to_thread(self.assess, exchange, outcome=outcome)
 
-    def assess_batch(self, exchanges: Sequence[Exchange | Mapping[str, Any]]) -> list[RiskReport]:
-        """Assess many responses with one batched reader pass."""
+    def assess_batch(
+        self,
+        exchanges: Sequence[Exchange | Mapping[str, Any]],
+        *,
+        outcome: OutcomeRule | None = None,
+    ) -> list[RiskReport]:
+        """Assess many responses with one batched reader pass (``outcome``: see :meth:`assess`)."""
         items = [to_exchange(e) for e in exchanges]
         try:
             reports = self._assess(items)
@@ -221,9 +240,11 @@ class ScopeGuard:
             if self.raise_errors:
                 raise
             if len(items) > 1:  # isolate the bad exchange: assess the others one by one
-                return [self.assess(item) for item in items]
+                return [self.assess(item, outcome=outcome) for item in items]
             logger.exception("scope-guard failed to assess request %s", items[0].request_id)
             reports = [failure_report(items[0], exc, self.failure_mode, self.versions)]
+        if outcome is not None:  # before logging: the record says what was served
+            reports = [r.model_copy(update={"outcome": outcome(r)}) for r in reports]
         for item, report in zip(items, reports, strict=True):
             self.stats.count(report)
             self._log(item, report)

@@ -27,7 +27,13 @@ if TYPE_CHECKING:
     from detectors.grounding import GroundingResult
     from detectors.probe import ProbeScore
 
-__all__ = ["build_report", "failure_report", "grounding_summary", "to_exchange"]
+__all__ = [
+    "build_report",
+    "failure_report",
+    "grounding_summary",
+    "no_context_reason",
+    "to_exchange",
+]
 
 
 def to_exchange(value: Exchange | Mapping[str, Any]) -> Exchange:
@@ -116,8 +122,9 @@ def build_report(
                 calibrated=False,
             )
         )
+    no_context = no_context_reason(exchange)
     if exchange.response.strip():
-        decision = policy.decide(risk_scores)
+        decision = policy.decide(risk_scores, no_context=no_context)
     else:
         decision = Decision(action=Action.ALLOW, reasons=["empty response: nothing to assess"])
     total = (time.perf_counter() - started) * 1000
@@ -135,7 +142,15 @@ def build_report(
         timings_ms=timings,
         versions=dict(versions),
         stand_in=stand_in,
+        no_context=no_context,
     )
+
+
+def no_context_reason(exchange: Exchange) -> str | None:
+    """Why ``exchange`` has no context document (``None`` when it has one with text)."""
+    if any(c.strip() for c in exchange.contexts):
+        return None
+    return exchange.no_context_reason or "the exchange came with no context documents"
 
 
 def failure_report(

@@ -20,6 +20,7 @@ __all__ = [
     "FlaggedClaim",
     "GroundingSummary",
     "LatentNote",
+    "Outcome",
     "RiskReport",
 ]
 
@@ -41,6 +42,33 @@ class Action(StrEnum):
 _SEVERITY = {a: i for i, a in enumerate(Action)}
 
 
+class Outcome(StrEnum):
+    """What followed one assessment: what the caller was served, or that another attempt ran.
+
+    The policy's recommendation is the decision's :class:`Action`; the outcome is what the
+    component that acts on it (the guarded runnable, a callback handler) did.
+    """
+
+    ANSWER = "answer"
+    """The assessed answer was served (first attempt)."""
+    REGENERATED = "regenerated"
+    """The assessed answer, a regeneration (attempt 2+), was served."""
+    RETRY = "retry"
+    """Not served: the answer was rejected and another attempt followed."""
+    FALLBACK = "fallback"
+    """The fallback was served instead of the assessed answer."""
+    BLOCKED = "blocked"
+    """Nothing was served: :class:`~scope_guard.errors.ScopeViolation` reached the caller."""
+    RAISED = "raised"
+    """A gate handler raised :class:`~scope_guard.errors.ScopeViolation` into the host chain,
+    whose own wrapper (``with_fallbacks``, a retry) decides what is served."""
+
+    @property
+    def final(self) -> bool:
+        """True when this outcome ended the request (every outcome but :attr:`RETRY`)."""
+        return self is not Outcome.RETRY
+
+
 class Exchange(BaseModel):
     """One request as the guard sees it.
 
@@ -53,6 +81,9 @@ class Exchange(BaseModel):
         root_run_id: LangChain's root run id, when the exchange came through a chain.
         attempt: 1 for the first answer, 2+ for regenerations.
         meta: Free metadata (model name, user id, ...); logged as given.
+        no_context_reason: Why ``contexts`` is empty, when the caller knows (the LangChain
+            integration says what it looked for); the guard flags an exchange without contexts
+            whether or not this is given.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -65,6 +96,7 @@ class Exchange(BaseModel):
     root_run_id: str | None = None
     attempt: int = Field(default=1, ge=1)
     meta: dict[str, Any] = Field(default_factory=dict)
+    no_context_reason: str | None = None
 
     @field_validator("question", "response")
     @classmethod
@@ -148,6 +180,11 @@ class RiskReport(BaseModel):
         versions: scope-guard version, reader, bundle.
         stand_in: True when the reader is the miniature stand-in (its scores mean nothing).
         error: Set when the guard itself failed (the decision then follows the failure mode).
+        no_context: Set (to the reason) when the response was assessed without any context
+            document: its grounding could not be checked (the policy's ``no_context`` setting
+            says what follows); ``None`` when there were documents.
+        outcome: What was served after this assessment (the decision is what the policy
+            recommended); ``None`` when the caller of ``ScopeGuard.assess`` did not say.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -163,6 +200,8 @@ class RiskReport(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     stand_in: bool = False
     error: str | None = None
+    no_context: str | None = None
+    outcome: Outcome | None = None
 
     @property
     def action(self) -> Action:

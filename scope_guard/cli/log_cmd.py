@@ -145,9 +145,12 @@ def _print_summary(path: str, s: LogSummary) -> None:
     if not s.n_records:
         return
     actions = list(s.overall.counts)
-    out("\nactions")
+    out("\nactions (what the policy recommended)")
     rows = [[a, s.overall.counts[a], _pct(s.overall.rates[a])] for a in actions]
     out(table(["action", "count", "rate"], rows))
+    out("\noutcomes (what was served; retry: rejected, then regenerated)")
+    rows = [[o, n, _pct(n / s.n_records)] for o, n in s.outcomes.items()]
+    out(table(["outcome", "count", "rate"], rows))
     out("\nactions per day (UTC)")
     rows = [[d.day, d.total, *(_pct(d.rates[a]) for a in actions)] for d in s.per_day]
     out(table(["day", "total", *actions], rows))

@@ -23,7 +23,9 @@ class RiskRecord(BaseModel):
     """What the risk log keeps of one assessed response.
 
     Raw texts (question, prompt, response, contexts) are kept only when the guard was told to
-    log text (``log_text=True``); hashes always are.
+    log text (``log_text=True``); hashes always are. ``action`` is what the policy recommended,
+    ``outcome`` what was served after this attempt (``answer``, ``regenerated``, ``retry``,
+    ``fallback``, ``blocked``, ``raised``; ``None`` when the caller did not say).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -41,6 +43,7 @@ class RiskRecord(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     stand_in: bool = False
     error: str | None = None
+    outcome: str | None = None
     question_hash: str | None = None
     prompt_hash: str | None = None
     response_hash: str | None = None
@@ -69,6 +72,7 @@ class RiskRecord(BaseModel):
             versions=dict(report.versions),
             stand_in=report.stand_in,
             error=report.error,
+            outcome=report.outcome.value if report.outcome is not None else None,
             question_hash=text_hash(exchange.question),
             prompt_hash=text_hash(exchange.prompt),
             response_hash=text_hash(exchange.response),

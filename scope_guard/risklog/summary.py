@@ -17,7 +17,7 @@ from typing import Any
 
 from scope_guard.risklog.query import created_at
 from scope_guard.risklog.record import RiskRecord
-from scope_guard.types import Action
+from scope_guard.types import Action, Outcome
 
 __all__ = [
     "ActionRates",
@@ -129,6 +129,9 @@ class LogSummary:
         n_errors: Records where the guard itself failed (``error`` set).
         errors: How often each error message occurred, most frequent first.
         n_stand_in: Records scored by the miniature stand-in reader (their scores mean nothing).
+        outcomes: Records per outcome, what was served after each attempt (every
+            :class:`Outcome` appears, 0 when unused; ``"unknown"`` counts records whose writer
+            did not say). The final outcomes (all but ``retry``) count requests.
     """
 
     n_records: int
@@ -141,6 +144,7 @@ class LogSummary:
     n_errors: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     n_stand_in: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (days as ISO dates; NaN never occurs: empty groups are omitted)."""
@@ -204,4 +208,11 @@ def summarize(records: Iterable[RiskRecord], *, top: int = 10) -> LogSummary:
         n_errors=sum(errors.values()),
         errors=dict(errors.most_common()),
         n_stand_in=sum(r.stand_in for r in ordered),
+        outcomes=_outcomes(ordered),
     )
+
+
+def _outcomes(records: list[RiskRecord]) -> dict[str, int]:
+    counter = Counter(r.outcome or "unknown" for r in records)
+    counts = {o.value: counter.pop(o.value, 0) for o in Outcome}
+    return counts | {"unknown": counter.pop("unknown", 0)} | dict(sorted(counter.items()))

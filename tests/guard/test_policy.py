@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from scope_guard.errors import InputError
+from scope_guard.errors import ConfigError, InputError
 from scope_guard.policy import Policy, RiskThresholds
 from scope_guard.types import Action
 
@@ -76,3 +76,35 @@ def test_non_finite_scores_are_refused(bad, risk):
     # NaN compares false with every threshold: accepted, it would allow silently
     with pytest.raises(InputError, match=risk):
         Policy(RULES).decide({"sycophancy": 0.1, risk: bad})
+
+
+# ---------------------------------------------------------------------- no context documents
+@pytest.mark.parametrize(
+    ("mode", "scores", "action"),
+    [
+        ("warn", {"fabrication": 1.0}, Action.WARN),  # would be block: warned, not acted on
+        ("warn", {"fabrication": 0.0}, Action.WARN),  # an unchecked answer is still warned about
+        ("assess", {"fabrication": 1.0}, Action.BLOCK),
+        ("assess", {"fabrication": 0.0}, Action.ALLOW),
+        ("fallback", {"fabrication": 0.0}, Action.FALLBACK),
+        ("fallback", {"fabrication": 0.99}, Action.BLOCK),  # at least fallback
+        ("block", {"fabrication": 0.0}, Action.BLOCK),
+    ],
+)
+def test_no_context_table(mode, scores, action):
+    decision = Policy(RULES, no_context=mode).decide(scores, no_context="nothing retrieved")
+    assert decision.action is action
+    assert decision.reasons[0].startswith("no context: nothing retrieved")
+
+
+def test_no_context_defaults_to_warn_and_holds_the_scores_reasons():
+    decision = Policy(RULES).decide({"fabrication": 0.97}, no_context="no documents")
+    assert decision.action is Action.WARN
+    assert decision.reasons[1] == "fabrication 0.97 >= block 0.95 (not acted on without context)"
+    assert Policy(RULES).decide({"fabrication": 0.97}).action is Action.BLOCK  # with context
+
+
+def test_no_context_setting_is_validated():
+    with pytest.raises(ConfigError, match="no_context must be one of"):
+        Policy(RULES, no_context="ignore")  # type: ignore[arg-type]
+    assert Policy.monitor_only().decide({}, no_context="x").action is Action.ALLOW

@@ -32,10 +32,10 @@ from scope_guard.integrations.langchain import (
 class ExplodingGuard:
     """A guard whose own code raises (a bug), sync and async."""
 
-    def assess(self, exchange: Any) -> Any:
+    def assess(self, exchange: Any, **kwargs: Any) -> Any:
         raise RuntimeError("guard bug")
 
-    async def aassess(self, exchange: Any) -> Any:
+    async def aassess(self, exchange: Any, **kwargs: Any) -> Any:
         raise RuntimeError("guard bug")
 
 

@@ -34,3 +34,37 @@ def test_no_module_outside_the_integration_imports_langchain() -> None:
         and "integrations/langchain" not in path.as_posix()
     ]
     assert offenders == []
+
+
+def test_the_integration_modules_import_one_way() -> None:
+    """No import circle inside the integration: each module imports only modules below it."""
+    package = ROOT / "scope_guard" / "integrations" / "langchain"
+    pattern = re.compile(
+        r"^\s*from scope_guard\.integrations\.langchain\.(\w+) import", re.MULTILINE
+    )
+    graph = {
+        path.stem: set(pattern.findall(path.read_text(encoding="utf-8")))
+        for path in package.glob("*.py")
+    }
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        for nxt in graph.get(start, set()) - seen:
+            if nxt == target or reaches(nxt, target, seen | {nxt}):
+                return True
+        return False
+
+    circles = sorted(m for m in graph if reaches(m, m, set()))
+    assert circles == []
+
+
+def test_the_three_listeners_share_one_hook_table() -> None:
+    from scope_guard.integrations.langchain import (
+        AsyncScopeGuardCallbackHandler,
+        ScopeGuardCallbackHandler,
+    )
+    from scope_guard.integrations.langchain._attempts import AttemptCollector
+    from scope_guard.integrations.langchain._hooks import HOOKS
+
+    for cls in (AttemptCollector, ScopeGuardCallbackHandler, AsyncScopeGuardCallbackHandler):
+        for name in HOOKS:
+            assert name in vars(cls), (cls.__name__, name)  # from the table, not inherited

@@ -58,7 +58,7 @@ def test_grounded_answer_passes_with_its_report() -> None:
     assert record.meta["source"] == "langchain-runnable"
     [(name, data)] = spy.events
     assert name == REPORT_EVENT
-    assert data["outcome"] == "pass"
+    assert data["outcome"] == "answer"
     assert data["report"]["decision"]["action"] == "allow"
     assert data["report"]["request_id"] == record.request_id
 
@@ -97,7 +97,8 @@ def test_always_fabricated_gets_the_fallback_after_n_attempts(attempts: int) -> 
     assert [r.attempt for r in sink.records] == list(range(1, attempts + 1))
     assert {r.action for r in sink.records} == {"regenerate"}
     outcomes = [data["outcome"] for _, data in spy.events]
-    assert outcomes == ["regenerate"] * (attempts - 1) + ["fallback"]
+    assert outcomes == ["retry"] * (attempts - 1) + ["fallback"]
+    assert [r.outcome for r in sink.records] == ["retry"] * (attempts - 1) + ["fallback"]
 
 
 def test_fallback_runnable_gets_the_original_input() -> None:
@@ -130,7 +131,11 @@ def test_fallback_action_is_served_at_once_and_shaped_like_the_output() -> None:
     assert len(out["context"]) == 3  # the documents stay visible
     assert out["scope_guard"]["decision"]["action"] == "fallback"
     assert [r.action for r in sink.records] == ["fallback"]
-    message_out = guard_runnable(_model(FABRICATED), guard).invoke(QUESTION)
+    # a bare model call has no documents: only a policy that acts without them falls back
+    strict = Policy(FALLBACK_POLICY.rules, no_context="assess")
+    message_out = guard_runnable(_model(FABRICATED), make_guard(sink, policy=strict)).invoke(
+        QUESTION
+    )
     assert isinstance(message_out, AIMessage)
     assert message_out.content == DEFAULT_FALLBACK
 
@@ -261,8 +266,8 @@ def test_inner_events_carry_the_attempt_tag_and_can_be_left_out() -> None:
     served = [e["data"]["chunk"] for e in own if e["event"] == "on_chain_stream"]
     assert "".join(served) == GROUNDED
     assert [e["data"]["outcome"] for e in own if e["event"] == "on_custom_event"] == [
-        "regenerate",
-        "pass",
+        "retry",
+        "regenerated",
     ]
 
 
@@ -308,7 +313,7 @@ def test_a_regeneration_without_text_gets_no_stale_report() -> None:
 
     assert out == {"n_docs": 3}  # not the first attempt's report under "scope_guard"
     assert [(r.attempt, r.action) for r in sink.records] == [(1, "regenerate")]
-    assert [data["outcome"] for _, data in spy.events] == ["regenerate"]
+    assert [data["outcome"] for _, data in spy.events] == ["retry"]
 
 
 def test_bad_settings_are_refused() -> None:

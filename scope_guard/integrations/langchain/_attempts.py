@@ -6,39 +6,39 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from enum import Enum
-from typing import TYPE_CHECKING, Any
-from uuid import UUID
+from typing import Any
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForChainRun,
     BaseCallbackHandler,
     CallbackManagerForChainRun,
 )
-from langchain_core.outputs import LLMResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import patch_config
 
 from scope_guard.errors import ScopeViolation
 from scope_guard.integrations.langchain._handler_core import VIOLATIONS
+from scope_guard.integrations.langchain._hooks import Route, forward_hooks, sync_hook
 from scope_guard.integrations.langchain._outputs import (
     attach_report,
+    check_answer_place,
     fallback_output,
     feedback_text,
     report_data,
 )
-from scope_guard.integrations.langchain._text import messages_text, output_text, question_text
+from scope_guard.integrations.langchain._settings import ATTEMPT_TAG, GuardSettings
+from scope_guard.integrations.langchain._text import (
+    NO_CONTEXT_REASON,
+    input_contexts,
+    output_text,
+    question_text,
+)
 from scope_guard.integrations.langchain.collector import Capture, RunCollector
-from scope_guard.types import Action, Exchange, RiskReport
+from scope_guard.types import Action, Exchange, Outcome, RiskReport
 
-if TYPE_CHECKING:
-    from scope_guard.integrations.langchain.runnable import GuardedRunnable
-
-__all__ = ["ATTEMPT_TAG", "AttemptCollector", "Attempts", "Step"]
+__all__ = ["AttemptCollector", "Attempts", "Step"]
 
 logger = logging.getLogger(__name__)
-
-ATTEMPT_TAG = "scope_guard:attempt"
-"""Tag of every run inside an attempt (inherited): their events carry unassessed text."""
 
 
 class Step(Enum):
@@ -50,11 +50,7 @@ class Step(Enum):
     BLOCK = "block"
 
 
-def _model_name(kwargs: Mapping[str, Any]) -> str | None:
-    name = (kwargs.get("metadata") or {}).get("ls_model_name")
-    return name if isinstance(name, str) else None
-
-
+@forward_hooks(sync_hook)
 class AttemptCollector(BaseCallbackHandler):
     """Collects one attempt's question, documents, prompt and answer (no assessment).
 
@@ -67,7 +63,11 @@ class AttemptCollector(BaseCallbackHandler):
         self.runs = RunCollector(max_runs=8)
         self.capture: Capture | None = None
 
-    def _keep(self, capture: Capture | None) -> None:
+    def _forward(
+        self, hook: str, route: Route, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        routed = route(self.runs, *args, **kwargs)
+        capture = routed.capture if routed is not None else None
         # The first root with a model answer wins: a wrapper that hands its own config on
         # (with_fallbacks) makes its inner runnable a second root, ending before the wrapper.
         if capture is None:
@@ -75,127 +75,35 @@ class AttemptCollector(BaseCallbackHandler):
         if self.capture is None or (self.capture.response is None and capture.response is not None):
             self.capture = capture
 
-    def on_chain_start(
-        self,
-        serialized: Any,
-        inputs: Any,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.runs.chain_start(inputs, run_id=run_id, parent_run_id=parent_run_id)
-
-    def on_retriever_start(
-        self,
-        serialized: Any,
-        query: str,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.runs.retriever_start(query, run_id=run_id, parent_run_id=parent_run_id)
-
-    def on_retriever_end(
-        self, documents: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
-    ) -> None:
-        self._keep(self.runs.retriever_end(documents, run_id=run_id, parent_run_id=parent_run_id))
-
-    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self.runs.run_error(run_id=run_id)
-
-    def on_tool_start(
-        self,
-        serialized: Any,
-        input_str: str,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.runs.run_start(run_id=run_id, parent_run_id=parent_run_id)
-
-    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._keep(self.runs.run_end(run_id=run_id))
-
-    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self.runs.run_error(run_id=run_id)
-
-    def on_chat_model_start(
-        self,
-        serialized: Any,
-        messages: list[list[Any]],
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        first = messages[0] if messages else []
-        self.runs.model_start(
-            messages_text(first),
-            run_id=run_id,
-            parent_run_id=parent_run_id,
-            model=_model_name(kwargs),
-            question=question_text(first),
-        )
-
-    def on_llm_start(
-        self,
-        serialized: Any,
-        prompts: list[str],
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        prompt = prompts[0] if prompts else ""
-        self.runs.model_start(
-            prompt, run_id=run_id, parent_run_id=parent_run_id, model=_model_name(kwargs)
-        )
-
-    def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self.runs.model_token(token, run_id=run_id)
-
-    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        self._keep(self.runs.model_end(response, run_id=run_id))
-
-    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self.runs.model_error(run_id=run_id)
-
-    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._keep(self.runs.run_end(run_id=run_id, inputs=kwargs.get("inputs")))
-
-    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self.runs.run_error(run_id=run_id)
-
 
 class Attempts:
     """The state of one guarded request across its attempts."""
 
     def __init__(
         self,
-        guarded: GuardedRunnable,
+        settings: GuardSettings,
         input: Any,
         run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun,
     ) -> None:
-        self.guarded = guarded
+        self.settings = settings
         self.input = input
         self.run_manager = run_manager
         self.request_id = str(run_manager.run_id)
         self.attempt = 0
         self.report: RiskReport | None = None
+        self.answer = ""
+        """The text last assessed: what a fallback must not let through."""
 
     # ------------------------------------------------------------------ running an attempt
     def next(self) -> tuple[Runnable[Any, Any], Any, AttemptCollector]:
         """The runnable, input and collector of the next attempt."""
         self.attempt += 1
-        g = self.guarded
+        s = self.settings
         regenerating = self.attempt > 1
-        runnable = g.regenerate_with if regenerating and g.regenerate_with else g.chain
+        runnable = s.regenerate_with if regenerating and s.regenerate_with else s.chain
         input = self.input
-        if regenerating and g.feedback and isinstance(input, Mapping) and self.report:
-            input = {**input, g.feedback_key: feedback_text(self.report)}
+        if regenerating and s.feedback and isinstance(input, Mapping) and self.report:
+            input = {**input, s.feedback_key: feedback_text(self.report)}
         # the previous attempt's report is not this attempt's: one without text gets none
         self.report = None
         return runnable, input, AttemptCollector()
@@ -223,7 +131,12 @@ class Attempts:
 
     # ------------------------------------------------------------------ assessing
     def exchange(self, output: Any, collector: AttemptCollector) -> Exchange | None:
-        """What the guard assesses of this attempt; ``None`` when it produced no text."""
+        """What the guard assesses of this attempt; ``None`` when it produced no text.
+
+        Raises:
+            ConfigError: a dict or list output has no place for a fallback (see
+                :func:`~scope_guard.integrations.langchain._outputs.check_answer_place`).
+        """
         capture = collector.capture
         response = capture.response if capture is not None else None
         if response is None:
@@ -236,41 +149,61 @@ class Attempts:
                 type(output).__name__,
             )
             return None
+        check_answer_place(output, response, self.settings.output_key)
+        self.answer = response
         meta: dict[str, Any] = {"source": "langchain-runnable"}
         if capture is not None and capture.model:
             meta["model"] = capture.model
+        contexts = list(capture.contexts) if capture is not None else input_contexts(self.input)
         return Exchange(
             request_id=self.request_id,
             root_run_id=str(capture.root_run_id) if capture is not None else self.request_id,
             question=(capture.question if capture is not None else "") or question_text(self.input),
-            contexts=list(capture.contexts) if capture is not None else [],
+            contexts=contexts,
             prompt=capture.prompt if capture is not None else None,
             response=response,
             attempt=self.attempt,
             meta=meta,
+            no_context_reason=None if contexts else NO_CONTEXT_REASON,
         )
 
-    def decide(self, report: RiskReport) -> Step:
-        self.report = report
+    def step_for(self, report: RiskReport) -> Step:
+        """What follows ``report`` (a pure function of the report and the settings)."""
         action = report.decision.action
         if action not in VIOLATIONS:
             return Step.RETURN
-        if action is Action.REGENERATE and self.attempt < self.guarded.max_attempts:
+        if action is Action.REGENERATE and report.attempt < self.settings.max_attempts:
             return Step.RETRY
-        if action is Action.BLOCK and self.guarded.on_block == "raise":
+        if action is Action.BLOCK and self.settings.on_block == "raise":
             return Step.BLOCK
         return Step.FALLBACK
 
-    def event(self, step: Step) -> dict[str, Any]:
-        """The data of the ``scope_guard_report`` custom event."""
-        report = report_data(self.report) if self.report is not None else None
-        return {"report": report, "attempt": self.attempt, "outcome": step.value}
+    def outcome(self, report: RiskReport) -> Outcome:
+        """What is served after ``report``: the guard stamps it on the report and its record."""
+        step = self.step_for(report)
+        if step is Step.RETURN:
+            return Outcome.ANSWER if report.attempt == 1 else Outcome.REGENERATED
+        return _OUTCOMES[step]
+
+    def decide(self, report: RiskReport) -> Step:
+        if report.outcome is None:  # a guard that does not stamp outcomes
+            report = report.model_copy(update={"outcome": self.outcome(report)})
+        self.report = report
+        return self.step_for(report)
+
+    def event(self) -> dict[str, Any]:
+        """The data of the ``scope_guard_report`` custom event (``outcome``: an
+        :class:`~scope_guard.types.Outcome` value)."""
+        if self.report is None:
+            return {"report": None, "attempt": self.attempt, "outcome": None}
+        outcome = self.report.outcome.value if self.report.outcome is not None else None
+        return {"report": report_data(self.report), "attempt": self.attempt, "outcome": outcome}
 
     # ------------------------------------------------------------------ finishing
     def replay(self, chunks: list[Any], output: Any) -> list[Any]:
         """A passed stream's chunks, and a last ``{report_key: report}`` chunk for dicts."""
         if self.report is not None and isinstance(output, Mapping):
-            return [*chunks, attach_report({}, self.report, self.guarded.report_key)]
+            return [*chunks, attach_report({}, self.report, self.settings.report_key)]
         return chunks
 
     def raise_if_blocked(self, step: Step) -> None:
@@ -278,6 +211,15 @@ class Attempts:
             raise ScopeViolation(self.report.decision, report=self.report)
 
     def canned(self, like: Any) -> Any:
-        """The canned fallback answer shaped like ``like``, with the report for dicts."""
-        shaped = fallback_output(like, self.guarded.fallback)
-        return attach_report(shaped, self.report, self.guarded.report_key)
+        """The canned fallback answer shaped like ``like`` with no trace of the rejected
+        answer, and the report for dicts."""
+        s = self.settings
+        shaped = fallback_output(like, s.fallback, self.answer, s.output_key)
+        return attach_report(shaped, self.report, s.report_key)
+
+
+_OUTCOMES = {
+    Step.RETRY: Outcome.RETRY,
+    Step.FALLBACK: Outcome.FALLBACK,
+    Step.BLOCK: Outcome.BLOCKED,
+}

@@ -9,16 +9,15 @@ import inspect
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 from uuid import UUID
 
-from langchain_core.messages import BaseMessage
-
 from scope_guard.errors import ConfigError, ScopeViolation
-from scope_guard.integrations.langchain._text import messages_text, question_text
+from scope_guard.integrations.langchain._hooks import Route
+from scope_guard.integrations.langchain._text import NO_CONTEXT_REASON
 from scope_guard.integrations.langchain.collector import Capture, RunCollector
-from scope_guard.types import Action, Exchange, RiskReport
+from scope_guard.types import Action, Exchange, Outcome, RiskReport
 
 __all__ = ["VIOLATIONS", "GuardHandlerBase", "HandlerStats", "never_raises"]
 
@@ -113,6 +112,12 @@ class GuardHandlerBase:
     def last_report(self, root_run_id: UUID | str | None = None) -> RiskReport | None:
         """The report of a root run (by id), or the most recent one; ``None`` when unknown.
 
+        Under concurrency ask by id: give the call its own ``run_id`` and look it up::
+
+            run_id = uuid.uuid4()
+            answer = chain.invoke(q, config={"callbacks": [handler], "run_id": run_id})
+            report = handler.last_report(run_id)  # report.outcome, report.decision, ...
+
         Only the last ``max_reports`` reports are kept.
         """
         with self._reports_lock:
@@ -127,31 +132,28 @@ class GuardHandlerBase:
             return list(self._reports.values())
 
     # ------------------------------------------------------------------ collecting
-    def _chat_start(self, messages: Sequence[Sequence[BaseMessage]], **kw: Any) -> None:
-        first = messages[0] if messages else []
-        self._model_start(messages_text(first), question=question_text(first), **kw)
+    def _routed(
+        self, hook: str, route: Route, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Exchange | None:
+        """Forward one event to the collector; the exchange to assess when a root ended with
+        an answer. Never raises: the handler's own failure is logged and counted."""
+        try:
+            routed = route(self.collector, *args, **kwargs)
+            if routed is None:
+                return None
+            if routed.error is not None:
+                self._root_failed(routed.failed, routed.error)
+            return self._exchange(routed.capture) if routed.capture is not None else None
+        except Exception:
+            self._handler_failed(hook)
+            return None
 
-    def _llm_start(self, prompts: Sequence[str], **kw: Any) -> None:
-        self._model_start(prompts[0] if prompts else "", **kw)
-
-    def _model_start(
-        self,
-        prompt: str,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        question: str | None = None,
-        **_: Any,
-    ) -> None:
-        model = (metadata or {}).get("ls_model_name")
-        self.collector.model_start(
-            prompt,
-            run_id=run_id,
-            parent_run_id=parent_run_id,
-            model=model if isinstance(model, str) else None,
-            question=question,
-        )
+    def _outcome(self, report: RiskReport) -> Outcome:
+        """What a handler serves: the host's answer (it cannot change an output), or in gate
+        mode the ScopeViolation it raises into the host on a violation."""
+        if self.mode == "gate" and report.decision.action in VIOLATIONS:
+            return Outcome.RAISED
+        return Outcome.ANSWER
 
     def _exchange(self, capture: Capture) -> Exchange | None:
         if capture.response is None:
@@ -169,6 +171,7 @@ class GuardHandlerBase:
             prompt=capture.prompt,
             response=capture.response,
             meta=meta,
+            no_context_reason=None if capture.contexts else NO_CONTEXT_REASON,
         )
 
     def _decided(self, report: RiskReport) -> None:

@@ -16,9 +16,13 @@ from langchain_core.prompt_values import PromptValue
 
 __all__ = [
     "ANSWER_KEYS",
+    "CONTEXT_KEYS",
+    "NO_CONTEXT_REASON",
     "QUESTION_KEYS",
     "content_text",
     "document_text",
+    "documents_texts",
+    "input_contexts",
     "messages_text",
     "output_text",
     "question_text",
@@ -31,6 +35,15 @@ QUESTION_KEYS = ("question", "input", "query")
 
 ANSWER_KEYS = ("answer", "output", "result", "text", "response", "content")
 """Keys of a dict chain output that hold the answer, in order of preference."""
+
+CONTEXT_KEYS = ("context", "contexts", "documents", "docs", "source_documents")
+"""Keys of a root chain input that hold the documents (texts or ``Document``s) themselves."""
+
+NO_CONTEXT_REASON = (
+    "no documents seen: no retriever run, no run returned a list of Documents, and the chain "
+    f"input had none under {'/'.join(CONTEXT_KEYS)}"
+)
+"""Why a LangChain exchange has no contexts (said in the report's ``no_context`` flag)."""
 
 
 def content_text(content: Any) -> str:
@@ -89,6 +102,30 @@ def document_text(document: Any) -> str:
     if isinstance(document, Document):
         return document.page_content
     return document if isinstance(document, str) else ""
+
+
+def documents_texts(value: Any) -> list[str] | None:
+    """The texts of ``value`` when it is a ``Document`` or a non-empty list of them (what a
+    retriever, a ``RunnableLambda(store.similarity_search)`` or a tool artifact returns);
+    ``None`` for anything else."""
+    if isinstance(value, Document):
+        return [value.page_content]
+    if isinstance(value, list | tuple) and value and all(isinstance(d, Document) for d in value):
+        return [d.page_content for d in value]
+    return None
+
+
+def input_contexts(inputs: Any) -> list[str]:
+    """The documents a dict chain input carries itself, under :data:`CONTEXT_KEYS`: a text, a
+    ``Document``, or a list of either (empty when there are none)."""
+    if not isinstance(inputs, Mapping):
+        return []
+    texts: list[str] = []
+    for key in CONTEXT_KEYS:
+        value = inputs.get(key)
+        items = value if isinstance(value, list | tuple) else [value]
+        texts.extend(t for t in (document_text(v) for v in items) if t.strip())
+    return texts
 
 
 def result_text(result: LLMResult) -> str | None:

@@ -40,18 +40,16 @@ One handler serves any number of concurrent runs (threads or tasks): all state i
 ids, guarded by a lock, released when the root ends or fails, and bounded for roots that never
 end (:class:`~scope_guard.integrations.langchain.collector.RunCollector`). A callback cannot
 change an output; the guarded runnable does that. Reports of recent roots are kept (bounded) for
-inspection: :meth:`last_report`.
+inspection: :meth:`last_report` (by root run id: give the call its own ``config["run_id"]``).
+A report's ``outcome`` says what the host served: ``answer`` (a callback cannot change an
+output), or ``raised`` when a gate raised ``ScopeViolation`` into the host.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
-from uuid import UUID
 
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
-from langchain_core.messages import BaseMessage
-from langchain_core.outputs import LLMResult
 
 from scope_guard.integrations.langchain._handler_core import (
     VIOLATIONS,
@@ -59,7 +57,8 @@ from scope_guard.integrations.langchain._handler_core import (
     HandlerStats,
     never_raises,
 )
-from scope_guard.integrations.langchain.collector import Capture
+from scope_guard.integrations.langchain._hooks import Route, async_hook, forward_hooks, sync_hook
+from scope_guard.types import Exchange
 
 __all__ = [
     "VIOLATIONS",
@@ -69,6 +68,7 @@ __all__ = [
 ]
 
 
+@forward_hooks(sync_hook)
 class ScopeGuardCallbackHandler(GuardHandlerBase, BaseCallbackHandler):
     """Synchronous handler: collects per root run, assesses at the root's end (see the module).
 
@@ -83,104 +83,19 @@ class ScopeGuardCallbackHandler(GuardHandlerBase, BaseCallbackHandler):
         meta: Extra metadata put in every exchange (and so in every risk record).
     """
 
-    @never_raises
-    def on_chain_start(
-        self,
-        serialized: Any,
-        inputs: Any,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
+    def _forward(
+        self, hook: str, route: Route, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        self.collector.chain_start(inputs, run_id=run_id, parent_run_id=parent_run_id)
-
-    @never_raises
-    def on_retriever_start(
-        self,
-        serialized: Any,
-        query: str,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.collector.retriever_start(query, run_id=run_id, parent_run_id=parent_run_id)
-
-    @never_raises
-    def on_retriever_end(
-        self,
-        documents: Sequence[Any],
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self._assess(
-            self.collector.retriever_end(documents, run_id=run_id, parent_run_id=parent_run_id)
-        )
-
-    @never_raises
-    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._root_failed(self.collector.run_error(run_id=run_id), error)
-
-    @never_raises
-    def on_tool_start(
-        self,
-        serialized: Any,
-        input_str: str,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.collector.run_start(run_id=run_id, parent_run_id=parent_run_id)
-
-    @never_raises
-    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._assess(self.collector.run_end(run_id=run_id))
-
-    @never_raises
-    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._root_failed(self.collector.run_error(run_id=run_id), error)
-
-    @never_raises
-    def on_chat_model_start(
-        self, serialized: Any, messages: list[list[BaseMessage]], **kwargs: Any
-    ) -> None:
-        self._chat_start(messages, **kwargs)
-
-    @never_raises
-    def on_llm_start(self, serialized: Any, prompts: list[str], **kwargs: Any) -> None:
-        self._llm_start(prompts, **kwargs)
-
-    @never_raises
-    def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self.collector.model_token(token, run_id=run_id)
-
-    @never_raises
-    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        self._assess(self.collector.model_end(response, run_id=run_id))
-
-    @never_raises
-    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._root_failed(self.collector.model_error(run_id=run_id), error)
-
-    @never_raises
-    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        capture = self.collector.run_end(run_id=run_id, inputs=kwargs.get("inputs"))
-        self._assess(capture)
-
-    @never_raises
-    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._root_failed(self.collector.run_error(run_id=run_id), error)
-
-    def _assess(self, capture: Capture | None) -> None:
-        exchange = self._exchange(capture) if capture is not None else None
+        exchange = self._routed(hook, route, args, kwargs)
         if exchange is not None:
-            self._decided(self.guard.assess(exchange))
+            self._assess(exchange)
+
+    @never_raises
+    def _assess(self, exchange: Exchange) -> None:
+        self._decided(self.guard.assess(exchange, outcome=self._outcome))
 
 
+@forward_hooks(async_hook)
 class AsyncScopeGuardCallbackHandler(GuardHandlerBase, AsyncCallbackHandler):
     """Asynchronous handler: like :class:`ScopeGuardCallbackHandler`, assessing with
     ``await guard.aassess(...)`` (a worker thread), so the event loop is never blocked.
@@ -188,101 +103,13 @@ class AsyncScopeGuardCallbackHandler(GuardHandlerBase, AsyncCallbackHandler):
     Takes the same arguments as :class:`ScopeGuardCallbackHandler`.
     """
 
-    @never_raises
-    async def on_chain_start(
-        self,
-        serialized: Any,
-        inputs: Any,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
+    async def _aforward(
+        self, hook: str, route: Route, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        self.collector.chain_start(inputs, run_id=run_id, parent_run_id=parent_run_id)
-
-    @never_raises
-    async def on_retriever_start(
-        self,
-        serialized: Any,
-        query: str,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.collector.retriever_start(query, run_id=run_id, parent_run_id=parent_run_id)
-
-    @never_raises
-    async def on_retriever_end(
-        self,
-        documents: Sequence[Any],
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        await self._aassess(
-            self.collector.retriever_end(documents, run_id=run_id, parent_run_id=parent_run_id)
-        )
-
-    @never_raises
-    async def on_retriever_error(
-        self, error: BaseException, *, run_id: UUID, **kwargs: Any
-    ) -> None:
-        self._root_failed(self.collector.run_error(run_id=run_id), error)
-
-    @never_raises
-    async def on_tool_start(
-        self,
-        serialized: Any,
-        input_str: str,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.collector.run_start(run_id=run_id, parent_run_id=parent_run_id)
-
-    @never_raises
-    async def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        await self._aassess(self.collector.run_end(run_id=run_id))
-
-    @never_raises
-    async def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._root_failed(self.collector.run_error(run_id=run_id), error)
-
-    @never_raises
-    async def on_chat_model_start(
-        self, serialized: Any, messages: list[list[BaseMessage]], **kwargs: Any
-    ) -> None:
-        self._chat_start(messages, **kwargs)
-
-    @never_raises
-    async def on_llm_start(self, serialized: Any, prompts: list[str], **kwargs: Any) -> None:
-        self._llm_start(prompts, **kwargs)
-
-    @never_raises
-    async def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self.collector.model_token(token, run_id=run_id)
-
-    @never_raises
-    async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        await self._aassess(self.collector.model_end(response, run_id=run_id))
-
-    @never_raises
-    async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._root_failed(self.collector.model_error(run_id=run_id), error)
-
-    @never_raises
-    async def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        capture = self.collector.run_end(run_id=run_id, inputs=kwargs.get("inputs"))
-        await self._aassess(capture)
-
-    @never_raises
-    async def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._root_failed(self.collector.run_error(run_id=run_id), error)
-
-    async def _aassess(self, capture: Capture | None) -> None:
-        exchange = self._exchange(capture) if capture is not None else None
+        exchange = self._routed(hook, route, args, kwargs)
         if exchange is not None:
-            self._decided(await self.guard.aassess(exchange))
+            await self._aassess(exchange)
+
+    @never_raises
+    async def _aassess(self, exchange: Exchange) -> None:
+        self._decided(await self.guard.aassess(exchange, outcome=self._outcome))

@@ -7,6 +7,11 @@ call). Every later run (chain, model, retriever or tool: every kind of run LangC
 mapped to its root through the ``parent_run_id`` chain; the other hooks (``on_retry``,
 ``on_text``, ``on_custom_event``...) report on a run that already exists and start none.
 
+The documents of a root are those of every retriever run under it, of every run (a
+``RunnableLambda(store.similarity_search)``, a tool's artifact) whose output is a list of
+``Document``s, and those the root's own input carries under a
+:data:`~scope_guard.integrations.langchain._text.CONTEXT_KEYS` key.
+
 What a root is judged on is the answer a model generated in it: the last model call that ended.
 A root in which no model call ended (a bare retriever or tool call, or a wrapper such as
 ``with_fallbacks`` that hands its own config on, so that its inner runnable shows up as a root
@@ -39,6 +44,8 @@ from langchain_core.outputs import LLMResult
 
 from scope_guard.integrations.langchain._text import (
     document_text,
+    documents_texts,
+    input_contexts,
     question_text,
     result_text,
     token_text,
@@ -138,6 +145,7 @@ class RunCollector:
             root = self._register(run_id, parent_run_id)
             if root is not None and root.run_id == run_id:
                 root.question = question_text(inputs)
+                self._add_contexts(root, input_contexts(inputs))
 
     def retriever_start(self, query: str, *, run_id: UUID, parent_run_id: UUID | None) -> None:
         with self._lock:
@@ -155,11 +163,7 @@ class RunCollector:
             root = self._lookup(run_id, parent_run_id)
             if root is None:
                 return None
-            for text in texts:
-                if len(root.contexts) >= self.max_contexts:
-                    break
-                if text and text not in root.contexts:
-                    root.contexts.append(text)
+            self._add_contexts(root, texts)
             if root.run_id == run_id:
                 return self._finish(root).capture()
         return None
@@ -228,15 +232,25 @@ class RunCollector:
         return False
 
     # ------------------------------------------------------------------ run end
-    def run_end(self, *, run_id: UUID, inputs: Any = None) -> Capture | None:
-        """A chain, tool or retriever run ends; returns the capture (and releases the root) when
-        ``run_id`` is a root. ``inputs``: the run's input, when LangChain gives it at the end."""
+    def run_end(self, *, run_id: UUID, inputs: Any = None, outputs: Any = None) -> Capture | None:
+        """A chain or tool run ends; returns the capture (and releases the root) when ``run_id``
+        is a root. ``inputs``: the run's input, when LangChain gives it at the end; ``outputs``:
+        its output, kept as documents when it is a list of ``Document``s (or a tool message
+        whose artifact is)."""
+        documents = documents_texts(outputs)
+        if documents is None:
+            documents = documents_texts(getattr(outputs, "artifact", None))
         with self._lock:
+            found = self._lookup(run_id, None)
+            if found is not None and documents:
+                self._add_contexts(found, documents)
             root = self._roots.get(run_id)
             if root is None:
                 return None
-            if not root.question and inputs is not None:  # streamed: the input comes at the end
-                root.question = question_text(inputs)
+            if inputs is not None and root.run_id == run_id:
+                if not root.question:  # streamed: the input comes at the end
+                    root.question = question_text(inputs)
+                self._add_contexts(root, input_contexts(inputs))
             self._finish(root)
         if root.prompts:
             logger.debug(
@@ -256,6 +270,13 @@ class RunCollector:
             return True
 
     # ------------------------------------------------------------------ bookkeeping (locked)
+    def _add_contexts(self, root: _Root, texts: Sequence[str]) -> None:
+        for text in texts:
+            if len(root.contexts) >= self.max_contexts:
+                return
+            if text and text not in root.contexts:
+                root.contexts.append(text)
+
     def _lookup(self, run_id: UUID, parent_run_id: UUID | None) -> _Root | None:
         root_id = self._root_of.get(run_id)
         if root_id is None and parent_run_id is not None:

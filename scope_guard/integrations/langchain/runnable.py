@@ -11,9 +11,21 @@ Then, by the decision's action:
   first attempt's input is never changed; a prompt that uses the key should default it, e.g.
   ``prompt.partial(scope_guard_feedback="")``); still a violation after the last: fallback;
 - fallback: ``fallback_runnable`` (invoked with the original input) or the canned ``fallback``
-  text, shaped like the chain's output;
+  text, shaped like the chain's output: every value of a dict or list output (nested ones, and
+  messages, too) that holds the rejected answer is replaced, so ``.assign(generation=...)``
+  serves the fallback under ``generation``; ``output_key=`` names the key when the answer is not
+  there verbatim (a dict output with no place for the fallback is refused with a
+  ``ConfigError`` asking for it, whatever the decision, so it shows on the first call);
 - block: :class:`~scope_guard.errors.ScopeViolation` (carrying decision and report), or the
   fallback with ``on_block="fallback"``.
+
+What was served is recorded: each report (and its risk record) has ``outcome`` ``answer``,
+``regenerated`` (a later attempt's answer), ``retry`` (rejected, another attempt followed),
+``fallback`` or ``blocked``, beside the decision (what the policy recommended) and the attempt.
+A caller of a string-output chain reads it with :meth:`GuardedRunnable.last_report` (the last
+call of this thread or asyncio task) or :meth:`GuardedRunnable.report_for` (by the call's
+``config["run_id"]``, for ``batch`` and anything concurrent in one context); a dict output
+carries it under ``report_key``.
 
 Every assessment is also dispatched as a custom event ``"scope_guard_report"`` (data:
 ``{"report": ..., "attempt": n, "outcome": ...}``), so tracers and ``astream_events`` see it for
@@ -41,7 +53,11 @@ guarded run a second time.
 from __future__ import annotations
 
 import logging
+import threading
+import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
+from contextvars import ContextVar
 from typing import Any, Literal
 
 from langchain_core.callbacks import (
@@ -49,17 +65,17 @@ from langchain_core.callbacks import (
     CallbackManagerForChainRun,
 )
 from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.utils.pydantic import TypeBaseModel
 
-from scope_guard.errors import ConfigError
-from scope_guard.integrations.langchain._attempts import (
-    ATTEMPT_TAG,
-    AttemptCollector,
-    Attempts,
-    Step,
-)
+from scope_guard.integrations.langchain._attempts import AttemptCollector, Attempts, Step
 from scope_guard.integrations.langchain._outputs import add_chunks, attach_report
+from scope_guard.integrations.langchain._settings import (
+    ATTEMPT_TAG,
+    DEFAULT_FALLBACK,
+    REPORT_EVENT,
+    GuardSettings,
+)
 from scope_guard.types import RiskReport
 
 __all__ = [
@@ -72,9 +88,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_FALLBACK = "I'm not able to answer that reliably from the available documents."
-REPORT_EVENT = "scope_guard_report"
 
 
 class GuardedRunnable(Runnable[Any, Any]):
@@ -93,25 +106,30 @@ class GuardedRunnable(Runnable[Any, Any]):
         fallback_runnable: Runnable[Any, Any] | None = None,
         on_block: Literal["raise", "fallback"] = "raise",
         report_key: str = "scope_guard",
+        output_key: str | None = None,
+        max_reports: int = 1024,
         name: str | None = None,
     ) -> None:
-        if max_attempts < 1:
-            msg = f"max_attempts must be at least 1, got {max_attempts}"
-            raise ConfigError(msg)
-        if on_block not in ("raise", "fallback"):
-            msg = f"on_block must be 'raise' or 'fallback', got {on_block!r}"
-            raise ConfigError(msg)
+        self.settings = GuardSettings(
+            chain=chain,
+            max_attempts=max_attempts,
+            regenerate_with=regenerate_with,
+            feedback=feedback,
+            feedback_key=feedback_key,
+            fallback=fallback,
+            fallback_runnable=fallback_runnable,
+            on_block=on_block,
+            report_key=report_key,
+            output_key=output_key,
+        )
         self.chain = chain
         self.guard = guard
-        self.max_attempts = max_attempts
-        self.regenerate_with = regenerate_with
-        self.feedback = feedback
-        self.feedback_key = feedback_key
-        self.fallback = fallback
-        self.fallback_runnable = fallback_runnable
-        self.on_block = on_block
-        self.report_key = report_key
         self.name = name or "ScopeGuard"
+        self.max_reports = max_reports
+        self._reports: OrderedDict[str, RiskReport] = OrderedDict()
+        self._reports_lock = threading.Lock()
+        # one per guarded runnable: each thread and asyncio task sees its own last report
+        self._last: ContextVar[RiskReport | None] = ContextVar(f"scope_guard_last_{id(self)}")
 
     @property
     def InputType(self) -> Any:  # noqa: N802 (LangChain's name)
@@ -124,16 +142,65 @@ class GuardedRunnable(Runnable[Any, Any]):
     def get_input_schema(self, config: RunnableConfig | None = None) -> TypeBaseModel:
         return self.chain.get_input_schema(config)
 
+    # ------------------------------------------------------------------ reports
+    def last_report(self) -> RiskReport | None:
+        """The final report of the last ``invoke``/``ainvoke``/``stream``/``astream`` that
+        finished in this thread or asyncio task (``None`` if it assessed nothing).
+
+        Each thread and task has its own, so concurrent callers never see each other's; a
+        ``batch`` runs its items in other threads: use :meth:`report_for` there.
+        """
+        return self._last.get(None)
+
+    def report_for(self, run_id: uuid.UUID | str) -> RiskReport | None:
+        """The final report of the call run with ``config={"run_id": run_id}`` (the last
+        ``max_reports`` calls are kept); ``None`` when unknown or nothing was assessed."""
+        with self._reports_lock:
+            return self._reports.get(str(run_id))
+
+    def _keep(self, attempts: Attempts) -> None:
+        if attempts.report is None:
+            return
+        with self._reports_lock:
+            self._reports[attempts.request_id] = attempts.report
+            self._reports.move_to_end(attempts.request_id)
+            while len(self._reports) > self.max_reports:
+                self._reports.popitem(last=False)
+
+    def _with_run_id(self, config: RunnableConfig | None) -> tuple[RunnableConfig, str]:
+        config = ensure_config(config)
+        run_id = config.get("run_id") or uuid.uuid4()
+        config["run_id"] = run_id
+        with self._reports_lock:  # a reused run id must not show an older call's report
+            self._reports.pop(str(run_id), None)
+        return config, str(run_id)
+
+    def _served(self, run_id: str) -> None:
+        self._last.set(self.report_for(run_id))
+
+    # ------------------------------------------------------------------ entry points
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return self._call_with_config(self._invoke, input, config, run_type="chain")
+        config, run_id = self._with_run_id(config)
+        try:
+            return self._call_with_config(self._invoke, input, config, run_type="chain")
+        finally:
+            self._served(run_id)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return await self._acall_with_config(self._ainvoke, input, config, run_type="chain")
+        config, run_id = self._with_run_id(config)
+        try:
+            return await self._acall_with_config(self._ainvoke, input, config, run_type="chain")
+        finally:
+            self._served(run_id)
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None
     ) -> Iterator[Any]:
-        yield from self._transform_stream_with_config(iter([input]), self._stream, config)
+        config, run_id = self._with_run_id(config)
+        try:
+            yield from self._transform_stream_with_config(iter([input]), self._stream, config)
+        finally:
+            self._served(run_id)
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None
@@ -141,14 +208,18 @@ class GuardedRunnable(Runnable[Any, Any]):
         async def single() -> AsyncIterator[Any]:
             yield input
 
-        async for chunk in self._atransform_stream_with_config(single(), self._astream, config):
-            yield chunk
+        config, run_id = self._with_run_id(config)
+        try:
+            async for chunk in self._atransform_stream_with_config(single(), self._astream, config):
+                yield chunk
+        finally:
+            self._served(run_id)
 
     # ------------------------------------------------------------------ sync drivers
     def _invoke(
         self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> Any:
-        attempts = Attempts(self, input, run_manager)
+        attempts = Attempts(self.settings, input, run_manager)
         while True:
             runnable, attempt_input, collector = attempts.next()
             output = runnable.invoke(attempt_input, attempts.config(config, collector))
@@ -162,7 +233,7 @@ class GuardedRunnable(Runnable[Any, Any]):
         input = None
         for item in inputs:
             input = add_chunks(input, item)
-        attempts = Attempts(self, input, run_manager)
+        attempts = Attempts(self.settings, input, run_manager)
         while True:
             runnable, attempt_input, collector = attempts.next()
             chunks: list[Any] = []
@@ -185,28 +256,30 @@ class GuardedRunnable(Runnable[Any, Any]):
         exchange = attempts.exchange(output, collector)
         if exchange is None:
             return Step.RETURN
-        report: RiskReport = self.guard.assess(exchange)
+        report: RiskReport = self.guard.assess(exchange, outcome=attempts.outcome)
         step = attempts.decide(report)
+        self._keep(attempts)
         try:
-            dispatch_custom_event(REPORT_EVENT, attempts.event(step), config=attempts.child(config))
+            dispatch_custom_event(REPORT_EVENT, attempts.event(), config=attempts.child(config))
         except Exception:  # tracing must never break the answer
             logger.exception("could not dispatch the scope-guard report event")
         return step
 
     def _finish(self, attempts: Attempts, step: Step, output: Any, config: RunnableConfig) -> Any:
         if step is Step.RETURN:
-            return attach_report(output, attempts.report, self.report_key)
+            return attach_report(output, attempts.report, self.settings.report_key)
         attempts.raise_if_blocked(step)
-        if self.fallback_runnable is None:
+        fallback_runnable = self.settings.fallback_runnable
+        if fallback_runnable is None:
             return attempts.canned(output)
-        fallback = self.fallback_runnable.invoke(attempts.input, attempts.fallback_config(config))
-        return attach_report(fallback, attempts.report, self.report_key)
+        fallback = fallback_runnable.invoke(attempts.input, attempts.fallback_config(config))
+        return attach_report(fallback, attempts.report, self.settings.report_key)
 
     # ------------------------------------------------------------------ async drivers
     async def _ainvoke(
         self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
     ) -> Any:
-        attempts = Attempts(self, input, run_manager)
+        attempts = Attempts(self.settings, input, run_manager)
         while True:
             runnable, attempt_input, collector = attempts.next()
             output = await runnable.ainvoke(attempt_input, attempts.config(config, collector))
@@ -223,7 +296,7 @@ class GuardedRunnable(Runnable[Any, Any]):
         input = None
         async for item in inputs:
             input = add_chunks(input, item)
-        attempts = Attempts(self, input, run_manager)
+        attempts = Attempts(self.settings, input, run_manager)
         while True:
             runnable, attempt_input, collector = attempts.next()
             chunks: list[Any] = []
@@ -247,11 +320,12 @@ class GuardedRunnable(Runnable[Any, Any]):
         exchange = attempts.exchange(output, collector)
         if exchange is None:
             return Step.RETURN
-        report: RiskReport = await self.guard.aassess(exchange)
+        report: RiskReport = await self.guard.aassess(exchange, outcome=attempts.outcome)
         step = attempts.decide(report)
+        self._keep(attempts)
         try:
             await adispatch_custom_event(
-                REPORT_EVENT, attempts.event(step), config=attempts.child(config)
+                REPORT_EVENT, attempts.event(), config=attempts.child(config)
             )
         except Exception:  # tracing must never break the answer
             logger.exception("could not dispatch the scope-guard report event")
@@ -261,14 +335,13 @@ class GuardedRunnable(Runnable[Any, Any]):
         self, attempts: Attempts, step: Step, output: Any, config: RunnableConfig
     ) -> Any:
         if step is Step.RETURN:
-            return attach_report(output, attempts.report, self.report_key)
+            return attach_report(output, attempts.report, self.settings.report_key)
         attempts.raise_if_blocked(step)
-        if self.fallback_runnable is None:
+        fallback_runnable = self.settings.fallback_runnable
+        if fallback_runnable is None:
             return attempts.canned(output)
-        fallback = await self.fallback_runnable.ainvoke(
-            attempts.input, attempts.fallback_config(config)
-        )
-        return attach_report(fallback, attempts.report, self.report_key)
+        fallback = await fallback_runnable.ainvoke(attempts.input, attempts.fallback_config(config))
+        return attach_report(fallback, attempts.report, self.settings.report_key)
 
 
 def guard_runnable(
@@ -283,6 +356,7 @@ def guard_runnable(
     on_block: Literal["raise", "fallback"] = "raise",
     feedback_key: str = "scope_guard_feedback",
     report_key: str = "scope_guard",
+    output_key: str | None = None,
 ) -> GuardedRunnable:
     """Put ``chain`` under ``guard``: assess each answer, regenerate or fall back (module doc).
 
@@ -298,9 +372,16 @@ def guard_runnable(
         on_block: ``"raise"`` :class:`~scope_guard.errors.ScopeViolation`, or serve the fallback.
         feedback_key: The input key the feedback goes under.
         report_key: The output key the report (a JSON-ready dict) goes under, for dict outputs.
+        output_key: For dict outputs, the key whose value is the answer (replaced by the
+            fallback); needed only when the answer is not in the output verbatim (the values
+            that hold it are found and replaced without it).
 
     Returns:
-        A runnable with ``invoke``, ``ainvoke``, ``batch``, ``abatch``, ``stream``, ``astream``.
+        A runnable with ``invoke``, ``ainvoke``, ``batch``, ``abatch``, ``stream``, ``astream``,
+        and :meth:`~GuardedRunnable.last_report` / :meth:`~GuardedRunnable.report_for`.
+
+    Raises:
+        ConfigError: ``max_attempts`` below 1, an unknown ``on_block``, an empty ``output_key``.
     """
     return GuardedRunnable(
         chain,
@@ -313,6 +394,7 @@ def guard_runnable(
         fallback_runnable=fallback_runnable,
         on_block=on_block,
         report_key=report_key,
+        output_key=output_key,
     )
 
 
