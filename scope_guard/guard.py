@@ -172,6 +172,10 @@ class ScopeGuard:
     ) -> ScopeGuard:
         """A guard with the detectors of a bundle (and its reader, loaded when not given).
 
+        The bundle's ``reader.source`` chooses the reader loaded here (a hub id is fetched
+        unless ``HF_HUB_OFFLINE`` is set; the source is logged first). Its hashes detect
+        corruption, not authorship: a bundle is as trustworthy as where it came from.
+
         Raises:
             ArtifactError: the bundle is altered or was made for another reader.
         """
@@ -186,12 +190,17 @@ class ScopeGuard:
                 msg = f"bundle {path} does not say where its reader is: pass reader="
                 raise ConfigError(msg)
             max_tokens = spec.max_tokens or 2048
+            bundle.reader_source(path)  # logs what the bundle asks to load, before loading it
             if spec.source == MINIATURE_SOURCE:
                 reader = ReaderClass.miniature(bundle.sites, max_tokens=max_tokens)
             else:
-                reader = ReaderClass.from_pretrained(
-                    spec.source, bundle.sites, dtype=dtype, device=device, max_tokens=max_tokens
-                )
+                try:  # HF_HUB_OFFLINE is honoured: from_pretrained reads it at call time
+                    reader = ReaderClass.from_pretrained(
+                        spec.source, bundle.sites, dtype=dtype, device=device, max_tokens=max_tokens
+                    )
+                except ArtifactError as exc:
+                    msg = f"bundle {path} names the reader {spec.source!r}, unavailable: {exc}"
+                    raise ArtifactError(msg) from exc
         if reader is not None:
             bundle.check_reader(reader)
         versions = {
