@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from scope_guard._version import __version__
 from scope_guard.errors import ArtifactError, ConfigError
+from scope_guard.guard_inputs import InputLimits, check_meta, prepare_exchange
 from scope_guard.guard_parts import build_report, failure_report, grounding_summary, to_exchange
 from scope_guard.policy import Policy, RiskThresholds
 from scope_guard.prompting import render_prompt
+from scope_guard.risklog.keys import resolve_log_key
 from scope_guard.risklog.record import RiskLogSink, RiskRecord
 from scope_guard.types import Exchange, Outcome, RiskReport
 
@@ -81,8 +83,16 @@ class ScopeGuard:
         prompt_mode: What the reader reads as the user turn: ``"rendered"`` (question + contexts
             rendered the way calibration data is, the default, so runtime matches calibration)
             or ``"observed"`` (the prompt the generator saw, when known).
-        log_text: Keep raw question, prompt, response and contexts in the risk log (hashes
-            otherwise).
+        log_text: Keep raw texts in the risk log: question, prompt, response, contexts, flagged
+            claims' texts and unsupported terms, unredacted error messages. Otherwise records
+            hold spans (character offsets) and keyed hashes only.
+        log_key: The secret of the log's keyed text hashes (str or bytes, >= 16 bytes); by
+            default ``SCOPE_GUARD_LOG_KEY``, else a ``<log>.key`` file created beside a SQLite
+            or JSONL log (see :mod:`scope_guard.risklog.keys`, which also says what the hash
+            does and does not protect).
+        input_limits: The most the guard reads of one exchange; longer inputs are cut (and
+            reported in ``RiskReport.truncated``) instead of refused, and ``meta`` must be
+            bounded JSON. Lowered to what the grounding check accepts.
         token_risk: Compute per-token risk for span highlighting.
         raise_errors: Re-raise the guard's own failures (for debugging) instead of degrading.
     """
@@ -101,6 +111,8 @@ class ScopeGuard:
         token_risk: bool = True,
         raise_errors: bool = False,
         versions: Mapping[str, str] | None = None,
+        log_key: str | bytes | None = None,
+        input_limits: InputLimits | None = None,
     ) -> None:
         if failure_mode not in ("open", "closed"):
             msg = f"failure_mode must be 'open' or 'closed', got {failure_mode!r}"
@@ -137,6 +149,10 @@ class ScopeGuard:
             policy = Policy(rules)
         self.policy = policy
         self.risk_log = _open_log(risk_log)
+        self.log_key = (
+            resolve_log_key(self.risk_log, log_key) if self.risk_log is not None else None
+        )
+        self.input_limits = (input_limits or InputLimits()).within(self.grounding)
         self.failure_mode = failure_mode
         self.prompt_mode = prompt_mode
         self.log_text = log_text
@@ -243,6 +259,8 @@ class ScopeGuard:
     ) -> list[RiskReport]:
         """Assess many responses with one batched reader pass (``outcome``: see :meth:`assess`)."""
         items = [to_exchange(e) for e in exchanges]
+        for item in items:  # the caller's metadata is stored as given: it must be bounded JSON
+            check_meta(item.meta, self.input_limits)
         try:
             reports = self._assess(items)
         except Exception as exc:  # the guard's own failure must not break the host chain
@@ -250,7 +268,7 @@ class ScopeGuard:
                 raise
             if len(items) > 1:  # isolate the bad exchange: assess the others one by one
                 return [self.assess(item, outcome=outcome) for item in items]
-            logger.exception("scope-guard failed to assess request %s", items[0].request_id)
+            _log_failure(items[0], exc, log_text=self.log_text)
             reports = [failure_report(items[0], exc, self.failure_mode, self.versions)]
         if outcome is not None:  # before logging: the record says what was served
             reports = [r.model_copy(update={"outcome": outcome(r)}) for r in reports]
@@ -264,8 +282,11 @@ class ScopeGuard:
             return exchange.prompt
         return render_prompt(exchange.question, exchange.contexts)
 
-    def _assess(self, items: list[Exchange]) -> list[RiskReport]:
+    def _assess(self, originals: list[Exchange]) -> list[RiskReport]:
         start = time.perf_counter()
+        # Score what any generator may produce: cut to bounded lengths, invalid code points out.
+        prepared = [prepare_exchange(ex, self.input_limits) for ex in originals]
+        items = [p.exchange for p in prepared]
         active = [i for i, ex in enumerate(items) if ex.response.strip()]
         groundings: dict[int, GroundingResult] = {}
         if self.grounding is not None:
@@ -305,7 +326,7 @@ class ScopeGuard:
                         "read": (t_read - t_grounding) * 1000,
                     },
                     started=start,
-                )
+                ).model_copy(update={"truncated": prepared[i].truncated})
             )
         return reports
 
@@ -313,7 +334,10 @@ class ScopeGuard:
         if self.risk_log is None:
             return
         try:
-            self.risk_log.write(RiskRecord.from_report(exchange, report, log_text=self.log_text))
+            record = RiskRecord.from_report(
+                exchange, report, log_text=self.log_text, key=self.log_key
+            )
+            self.risk_log.write(record)
         except Exception:  # a full disk must not break the host chain: log it and count it
             self.stats.count_log_failure()
             logger.exception("could not write the risk record of request %s", report.request_id)
@@ -347,6 +371,23 @@ class ScopeGuard:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _log_failure(exchange: Exchange, exc: BaseException, *, log_text: bool) -> None:
+    """Log a guard failure; without ``log_text`` its message is redacted as in the risk record,
+    and the traceback (whose messages may quote the input) is shown at DEBUG level only."""
+    message = f"{type(exc).__name__}: {exc}"
+    if not log_text:
+        from scope_guard.risklog.redact import redact_message
+
+        texts = [exchange.question, exchange.prompt or "", exchange.response, *exchange.contexts]
+        message = f"{type(exc).__name__}: {redact_message(str(exc), texts)}"
+    logger.error(
+        "scope-guard failed to assess request %s: %s",
+        exchange.request_id,
+        message,
+        exc_info=exc if log_text or logger.isEnabledFor(logging.DEBUG) else None,
+    )
 
 
 def _open_log(target: RiskLogSink | str | os.PathLike[str] | None) -> RiskLogSink | None:

@@ -185,6 +185,10 @@ class RiskReport(BaseModel):
             says what follows); ``None`` when there were documents.
         outcome: What was served after this assessment (the decision is what the policy
             recommended); ``None`` when the caller of ``ScopeGuard.assess`` did not say.
+        truncated: Inputs longer than the guard's limits, cut before scoring (the start of the
+            response and question, the first contexts, the end of the prompt): field name
+            (``response``, ``question``, ``prompt``, ``contexts``) -> its original length in
+            characters (for ``contexts``, all of them together). Empty when nothing was cut.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -202,6 +206,7 @@ class RiskReport(BaseModel):
     error: str | None = None
     no_context: str | None = None
     outcome: Outcome | None = None
+    truncated: dict[str, int] = Field(default_factory=dict)
 
     @property
     def action(self) -> Action:
