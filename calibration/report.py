@@ -16,18 +16,22 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
 from typing import NamedTuple
 
 from calibration.report_content import (
+    MISSING,
     Bullets,
     Cell,
+    Estimate,
     Figure,
     Heading,
     Link,
     Notes,
+    Paragraph,
     Table,
     report_blocks,
 )
@@ -36,10 +40,16 @@ from calibration.report_plots import render_figures
 
 __all__ = ["ReportPaths", "render_html", "render_markdown", "write_report"]
 
+# Wide tables fit the page: an interval wraps under its value (and after its comma if it must),
+# long names break between words or, failing that, inside one; a table that still cannot fit
+# scrolls in its own box, never the page.
 _CSS = """body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:90rem;padding:0 1rem;
-color:#222}table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.85rem}
-th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}th{background:#f3f3f3}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+color:#222}div.table{max-width:100%;overflow-x:auto;margin:.5rem 0 1.5rem}
+table{border-collapse:collapse;font-size:.8rem}th,td{border:1px solid #ccc;padding:.2rem .35rem;
+text-align:left;vertical-align:top;overflow-wrap:break-word}th{background:#f3f3f3}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num .ci{display:inline-block;color:#666;font-size:.72rem}
+p.reading{max-width:60rem;line-height:1.45}
 .notes{background:#fff4d6;border-left:5px solid #e0a000;padding:.5rem 1rem;margin:1rem 0}
 figure{display:inline-block;margin:0 1rem 1rem 0}figcaption{font-size:.8rem;color:#555}"""
 
@@ -65,7 +75,7 @@ def _md_cell(cell: Cell) -> str:
     if isinstance(cell, Link):
         url = cell.url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
         return f"[{_md_cell(cell.text)}]({url})"
-    return _md_text(cell).replace("\\", "\\\\").replace("|", "\\|")
+    return _md_text(str(cell)).replace("\\", "\\\\").replace("|", "\\|")
 
 
 def _md_table(table: Table) -> str:
@@ -91,6 +101,8 @@ def render_markdown(report: EvaluationReport, image_names: Mapping[str, str]) ->
                 out.append(f"{'#' * level} {_md_text(text)}")
             case Notes(items):
                 out.append("\n>\n".join(f"> **Note:** {_md_text(item)}" for item in items))
+            case Paragraph(text):
+                out.append(_md_text(text))
             case Bullets(items):
                 out.append("\n".join(f"- {_md_text(item)}" for item in items))
             case Table():
@@ -107,17 +119,33 @@ def _esc(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+_BREAK_AFTER = re.compile(r"([_@/+=])")
+
+
+def _esc_breakable(text: str) -> str:
+    """Escaped text with a line-break opportunity after ``_ @ / + =``: identifiers such as
+    ``fabrication_resid_post@20`` or ``sae+grounding`` wrap at their joints, not mid-word."""
+    return _BREAK_AFTER.sub(r"\1<wbr>", _esc(text))
+
+
 def _html_cell(cell: Cell) -> str:
     if isinstance(cell, Link):
         return f'<td><a href="{_esc(cell.url)}" rel="noopener">{_esc(cell.text)}</a></td>'
-    numeric = cell[:1].isdigit() or cell[:1] in "+-" or cell == "n/a"
-    return f'<td class="num">{_esc(cell)}</td>' if numeric else f"<td>{_esc(cell)}</td>"
+    if isinstance(cell, Estimate):
+        if cell.interval is None:
+            return f'<td class="num">{_esc(cell.value)}</td>'
+        # the interval may wrap under the value (never inside itself): wide tables still fit
+        interval = f'<span class="ci">{_esc(cell.interval)}</span>'
+        return f'<td class="num">{_esc(cell.value)} {interval}</td>'
+    numeric = cell[:1].isdigit() or cell[:1] in "+-" or cell == MISSING
+    return f'<td class="num">{_esc(cell)}</td>' if numeric else f"<td>{_esc_breakable(cell)}</td>"
 
 
 def _html_table(table: Table) -> str:
-    head = "".join(f"<th>{_esc(h)}</th>" for h in table.headers)
+    head = "".join(f"<th>{_esc_breakable(h)}</th>" for h in table.headers)
     rows = ("<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in table.rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    table_html = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return f'<div class="table">{table_html}</div>'  # scrolls alone if it cannot fit
 
 
 def render_html(report: EvaluationReport, images: Mapping[str, bytes]) -> str:
@@ -137,6 +165,8 @@ def render_html(report: EvaluationReport, images: Mapping[str, bytes]) -> str:
             case Notes(items):
                 lis = "".join(f"<li>{_esc(item)}</li>" for item in items)
                 out.append(f'<div class="notes"><strong>Notes</strong><ul>{lis}</ul></div>')
+            case Paragraph(text):
+                out.append(f'<p class="reading">{_esc(text)}</p>')
             case Bullets(items):
                 out.append("<ul>" + "".join(f"<li>{_esc(item)}</li>" for item in items) + "</ul>")
             case Table():

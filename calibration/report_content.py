@@ -16,17 +16,22 @@ from urllib.parse import urlsplit
 from calibration.metrics import Interval, Metrics
 from calibration.report_model import DetectorEvaluation, EvaluationReport
 from calibration.report_plots import figure_names
+from calibration.report_reading import reading
 
 __all__ = [
     "Block",
     "Bullets",
     "Cell",
+    "Estimate",
     "Figure",
     "Heading",
     "Link",
     "Notes",
+    "Paragraph",
     "Table",
+    "estimate",
     "format_interval",
+    "format_number",
     "report_blocks",
 ]
 
@@ -51,7 +56,19 @@ class Link(NamedTuple):
     url: str
 
 
-Cell = str | Link
+class Estimate(NamedTuple):
+    """A figure with its interval, preformatted (``value`` is :data:`MISSING` when undefined;
+    ``interval`` is then ``None``). Renderers decide how the two sit together: Markdown on one
+    line, HTML with the interval free to wrap under the value so that wide tables fit."""
+
+    value: str
+    interval: str | None
+
+    def __str__(self) -> str:
+        return self.value if self.interval is None else f"{self.value} {self.interval}"
+
+
+Cell = str | Link | Estimate
 
 
 class Heading(NamedTuple):
@@ -65,6 +82,12 @@ class Notes(NamedTuple):
     """Lines to show prominently (stand-in warnings, missing baselines)."""
 
     items: list[str]
+
+
+class Paragraph(NamedTuple):
+    """A paragraph of plain text."""
+
+    text: str
 
 
 class Bullets(NamedTuple):
@@ -87,18 +110,30 @@ class Figure(NamedTuple):
     caption: str
 
 
-Block = Heading | Notes | Bullets | Table | Figure
+Block = Heading | Notes | Paragraph | Bullets | Table | Figure
+
+MISSING = "n/a"
+"""How every renderer (HTML, Markdown, the CLI's tables) spells a figure that is undefined."""
 
 
-def _number(x: float) -> str:
-    return f"{x:.3f}" if math.isfinite(x) else "n/a"
+def format_number(x: float) -> str:
+    """``"0.873"``; :data:`MISSING` for NaN or an infinity."""
+    return f"{x:.3f}" if math.isfinite(x) else MISSING
+
+
+_number = format_number
+
+
+def estimate(iv: Interval) -> Estimate:
+    """The cell of an interval; :data:`MISSING` where the value is NaN (a slice too small)."""
+    if not math.isfinite(iv.value):
+        return Estimate(MISSING, None)
+    return Estimate(_number(iv.value), f"[{_number(iv.low)}, {_number(iv.high)}]")
 
 
 def format_interval(iv: Interval) -> str:
     """``"0.873 [0.850, 0.894]"``; ``"n/a"`` where the value is NaN (a slice too small to score)."""
-    if not math.isfinite(iv.value):
-        return "n/a"
-    return f"{_number(iv.value)} [{_number(iv.low)}, {_number(iv.high)}]"
+    return str(estimate(iv))
 
 
 def _plain(value: object, depth: int = 0) -> str:
@@ -109,7 +144,7 @@ def _plain(value: object, depth: int = 0) -> str:
     if isinstance(value, list | tuple):
         return ", ".join(_plain(item, depth + 1) for item in value)
     if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else "n/a"
+        return f"{value:.4g}" if math.isfinite(value) else MISSING
     return "none" if value is None else str(value)
 
 
@@ -138,8 +173,8 @@ def _warnings(report: EvaluationReport) -> list[str]:
     return lines
 
 
-def _metric_cells(m: Metrics) -> tuple[str, ...]:
-    return (f"{m.n} ({m.n_positive})", *(format_interval(getattr(m, a)) for _, a in _METRICS))
+def _metric_cells(m: Metrics) -> tuple[Cell, ...]:
+    return (f"{m.n} ({m.n_positive})", *(estimate(getattr(m, a)) for _, a in _METRICS))
 
 
 def _rule(e: DetectorEvaluation) -> str:
@@ -209,13 +244,30 @@ def _key_values(mapping: Mapping[str, object]) -> Table:
     return Table(("Field", "Value"), [(str(k), _plain(v)) for k, v in mapping.items()])
 
 
+def _labeled_only(dataset: Mapping[str, object]) -> dict[str, object]:
+    """The dataset summary without the risks that no row is labeled for (all zeros)."""
+    out = dict(dataset)
+    balance = dataset.get("class_balance")
+    if isinstance(balance, Mapping):
+        kept = {
+            risk: counts
+            for risk, counts in balance.items()
+            if not (isinstance(counts, Mapping) and not counts.get("n"))
+        }
+        out["class_balance"] = kept or "no row is labeled for any risk"
+    return out
+
+
 def report_blocks(report: EvaluationReport) -> list[Block]:
     """The content of ``report`` in reading order (the title is the renderer's business)."""
     blocks: list[Block] = [Bullets([f"Created: {report.created}"])]
     notes = [*report.notes, *_warnings(report)]
     if notes:
         blocks.append(Notes(notes))
-    blocks += [Heading("Dataset"), _key_values(report.dataset), Heading("Reader")]
+    summary = reading(report)
+    if summary:
+        blocks += [Heading("In short"), Paragraph(summary)]
+    blocks += [Heading("Dataset"), _key_values(_labeled_only(report.dataset)), Heading("Reader")]
     blocks.append(_key_values(report.reader or {"reader": "none (grounding features only)"}))
     if report.split:
         blocks += [Heading("Split"), _key_values(report.split)]

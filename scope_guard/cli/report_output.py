@@ -31,14 +31,11 @@ def _strict_json(value: Any) -> Any:
     return value
 
 
-def _cell(interval: Any) -> str:
-    value = interval.value
-    if value != value:  # NaN
-        return "n/a"
-    return f"{value:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
-
-
 def print_summary(report: EvaluationReport) -> None:
+    # the report's own formatting: a missing figure reads "n/a" here as in the HTML / Markdown
+    from calibration.report_content import format_interval, format_number
+    from calibration.report_reading import reading
+
     for line in report.notes:
         out(f"NOTE: {line}")
     rows = []
@@ -49,17 +46,23 @@ def print_summary(report: EvaluationReport) -> None:
                 ev.detector,
                 ev.kind,
                 m.n,
-                _cell(m.auroc),
-                _cell(m.f1),
-                _cell(m.ece),
-                f"{m.threshold:.3f} ({ev.threshold_rule})",
+                format_interval(m.auroc),
+                format_interval(m.f1),
+                format_interval(m.ece),
+                f"{format_number(m.threshold)} ({ev.threshold_rule})",
                 ev.calibration_method,
             ]
         )
     out(report.title)
+    summary = reading(report)
+    if summary:
+        out(f"\n{summary}\n")
     out(table(["detector", "inputs", "n", "AUROC", "F1", "ECE", "threshold", "calibration"], rows))
     for ev in report.evaluations:
         for field, values in ev.by_field.items():
-            sub = [[v, m.n, _cell(m.auroc), _cell(m.f1), _cell(m.ece)] for v, m in values.items()]
+            sub = [
+                [v, m.n, *(format_interval(x) for x in (m.auroc, m.f1, m.ece))]
+                for v, m in values.items()
+            ]
             out(f"\n{ev.detector} by {field}")
             out(table([field, "n", "AUROC", "F1", "ECE"], sub))
