@@ -422,7 +422,11 @@ class DetectorBundle:
         if missing:
             msg = f"the reader does not capture {sorted(map(str, missing))}, which the bundle reads"
             raise ArtifactError(msg)
-        actual = reader.fingerprint_upto(spec.fingerprint_layer)
+        try:
+            actual = reader.fingerprint_upto(spec.fingerprint_layer)
+        except ConfigError as exc:  # the bundle's layer is deeper than this reader loads
+            msg = f"the bundle reads its reader up to layer {spec.fingerprint_layer}: {exc}"
+            raise ArtifactError(msg) from exc
         if actual != spec.fingerprint:
             msg = (
                 f"bundle was fitted with reader {spec.name!r} (fingerprint {spec.fingerprint[:12]}"

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from detectors.calibration_map import CalibrationMap
 from detectors.feature_blocks import FeatureBlock
@@ -55,6 +55,16 @@ class ReaderSpec(BaseModel):
     chat_template: str | None = None
     """sha256 of the chat template the exchanges were rendered with; ``None``: no template."""
     is_stand_in: bool = False
+
+    @model_validator(mode="after")
+    def _check_layers(self) -> ReaderSpec:
+        if self.fingerprint_layer >= self.n_layers:
+            msg = (
+                f"fingerprint_layer {self.fingerprint_layer} is not a layer of a "
+                f"{self.n_layers}-layer reader"
+            )
+            raise ValueError(msg)
+        return self
 
 
 class SAESpec(BaseModel):

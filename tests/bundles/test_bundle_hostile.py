@@ -354,3 +354,14 @@ def test_two_detectors_with_one_name_are_an_artifact_error(bundle_dir: Path) -> 
 def test_unknown_prompt_mode_is_refused_at_load(bundle_dir: Path) -> None:
     edit_manifest(bundle_dir, lambda m: m.update(training={"prompt_mode": "rm -rf"}))
     refused(bundle_dir, "prompt_mode")
+
+
+def test_fingerprint_layer_outside_the_reader_spec_is_refused(bundle_dir: Path) -> None:
+    edit_manifest(bundle_dir, lambda m: m["reader"].update(fingerprint_layer=10**6))
+    refused(bundle_dir, "not a layer of")
+
+
+def test_fingerprint_layer_deeper_than_the_reader_loads(bundle_dir: Path, reader: Reader) -> None:
+    edit_manifest(bundle_dir, lambda m: m["reader"].update(fingerprint_layer=40, n_layers=99))
+    with pytest.raises(ArtifactError, match="up to layer 40"):
+        DetectorBundle.load(bundle_dir, reader=reader)
