@@ -14,10 +14,13 @@ import math
 from calibration.metrics import Interval
 from calibration.report_model import DetectorEvaluation, EvaluationReport
 
-__all__ = ["SMALL_CLASS", "reading"]
+__all__ = ["SMALL_CLASS", "TINY_CLASS", "reading"]
 
 SMALL_CLASS = 30
 """Fewer rows than this in either class make every figure rough; the reading says so."""
+
+TINY_CLASS = 10
+"""Fewer rows than this in either class leave even the bootstrap intervals meaningless."""
 
 _CLASS_WORDS = {
     "fabrication": ("fabricated", "grounded"),
@@ -88,7 +91,7 @@ def _flag_rate(e: DetectorEvaluation) -> float | None:
     if _finite(recall) and recall == 0.0:
         return 0.0
     if _finite(recall) and _finite(precision) and precision > 0 and m.n:
-        return recall * m.n_positive / precision / m.n
+        return min(1.0, recall * m.n_positive / precision / m.n)
     if e.probs and len(e.probs) == m.n and m.n:
         return sum(p >= m.threshold for p in e.probs) / m.n
     return None
@@ -130,6 +133,11 @@ def _small_sample(e: DetectorEvaluation, pos: str, neg: str) -> str | None:
     if min(m.n_positive, n_neg) >= SMALL_CLASS:
         return None
     fewer, count = (pos, m.n_positive) if m.n_positive <= n_neg else (neg, n_neg)
+    if count < TINY_CLASS:  # a bootstrap of a handful of rows gives intervals that mean nothing
+        return (
+            f"With only {count} {fewer} rows, these figures say little: at this size even the "
+            "intervals are unreliable."
+        )
     return (
         f"With only {count} {fewer} rows, these figures are rough: read the intervals, not "
         "the point values."

@@ -62,12 +62,20 @@ def test_the_wording_follows_auroc(auroc: float, word: str) -> None:
     assert f"separates deceptive from honest responses {word} on" in reading(make_report(det))
 
 
-def test_a_small_sample_is_named() -> None:
+@pytest.mark.parametrize(
+    ("n", "n_positive", "expected"),
+    [
+        (80, 12, "With only 12 fabricated rows, these figures are rough: read the intervals"),
+        (50, 8, "With only 8 fabricated rows, these figures say little: at this size even the "),
+        (200, 195, "With only 5 grounded rows, these figures say little"),
+    ],
+)
+def test_a_small_sample_is_named(n: int, n_positive: int, expected: str) -> None:
     det = evaluation("fabrication", "grounding", 0.8)
-    det = det.model_copy(update={"metrics": metrics(0.8, n=50, n_positive=8)})
+    det = det.model_copy(update={"metrics": metrics(0.8, n=n, n_positive=n_positive)})
     text = reading(make_report(det))
-    assert "on 50 rows (8 fabricated)" in text
-    assert "With only 8 fabricated rows, these figures are rough" in text
+    assert f"on {n} rows ({n_positive} fabricated)" in text
+    assert expected in text
 
 
 def test_an_unscorable_detector_says_so_and_nothing_else() -> None:
