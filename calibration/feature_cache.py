@@ -85,8 +85,8 @@ class FeatureCache:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
 
-    def _shard_problem(self, shard: Path) -> str | None:
-        """Why ``shard`` is not one of this cache's shards (``None`` when it is)."""
+    def _shard_names(self, shard: Path) -> list[str] | str:
+        """The tensor names of one of this cache's shards, or why ``shard`` is not one."""
         try:
             real = confined_file(shard, root=self.folder, what="cache shard")
             with safe_open(str(real), framework="pt") as handle:
@@ -102,19 +102,17 @@ class FeatureCache:
                 return f"tensor {name[:60]!r} is not named '<key>{_SEP}<field>'"
             if dtypes[name] not in _NUMPY_DTYPES:
                 return f"tensor {name[:60]!r} has dtype {dtypes[name]}, which numpy cannot hold"
-        return None
+        return names
 
     def _index_shard(self, shard: Path) -> None:
         # A shard this cache did not write (torn, foreign, a symlink out, a FIFO) is skipped,
         # so its examples are recomputed: the cache is a speed-up, never a source of truth.
-        problem = self._shard_problem(shard)
-        if problem is not None:
-            logger.warning("ignoring cache shard %s: %s", shard, problem)
+        names = self._shard_names(shard)
+        if isinstance(names, str):
+            logger.warning("ignoring cache shard %s: %s", shard, names)
             return
-        with safe_open(str(shard), framework="pt") as handle:
-            keys = list(handle.keys())
-        for key in keys:
-            self._index[key.split(_SEP, 1)[0]] = shard
+        for name in names:
+            self._index[name.split(_SEP, 1)[0]] = shard
 
     def __contains__(self, key: str) -> bool:
         return key in self._index
