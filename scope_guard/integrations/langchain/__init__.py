@@ -12,6 +12,12 @@ Let the guard act (regenerate, then fall back)::
 
     guarded = guard_runnable(chain, guard, max_attempts=2)
     answer = guarded.invoke(question)
+    report = guarded.last_report()  # this thread's / task's last call: report.outcome, ...
+
+What was served is in every report's ``outcome`` (the decision is what the policy
+recommended). Under concurrency in one context (``batch``, the guarded runnable as a step of
+a larger chain) give each call its own ``config["run_id"]`` and ask
+``guarded.report_for(run_id)``; a handler answers ``handler.last_report(run_id)``.
 """
 
 from __future__ import annotations

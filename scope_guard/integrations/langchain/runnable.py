@@ -91,38 +91,25 @@ logger = logging.getLogger(__name__)
 
 
 class GuardedRunnable(Runnable[Any, Any]):
-    """A chain under the guard; build it with :func:`guard_runnable` (arguments there)."""
+    """A chain under the guard; build it with :func:`guard_runnable` (arguments there).
+
+    Args:
+        settings: How it acts (the chain included).
+        guard: The :class:`~scope_guard.ScopeGuard` (``assess``/``aassess``).
+        max_reports: Most final reports kept for :meth:`report_for`.
+        name: The run's name in traces.
+    """
 
     def __init__(
         self,
-        chain: Runnable[Any, Any],
+        settings: GuardSettings,
         guard: Any,
         *,
-        max_attempts: int = 2,
-        regenerate_with: Runnable[Any, Any] | None = None,
-        feedback: bool = True,
-        feedback_key: str = "scope_guard_feedback",
-        fallback: str = DEFAULT_FALLBACK,
-        fallback_runnable: Runnable[Any, Any] | None = None,
-        on_block: Literal["raise", "fallback"] = "raise",
-        report_key: str = "scope_guard",
-        output_key: str | None = None,
         max_reports: int = 1024,
         name: str | None = None,
     ) -> None:
-        self.settings = GuardSettings(
-            chain=chain,
-            max_attempts=max_attempts,
-            regenerate_with=regenerate_with,
-            feedback=feedback,
-            feedback_key=feedback_key,
-            fallback=fallback,
-            fallback_runnable=fallback_runnable,
-            on_block=on_block,
-            report_key=report_key,
-            output_key=output_key,
-        )
-        self.chain = chain
+        self.settings = settings
+        self.chain = settings.chain
         self.guard = guard
         self.name = name or "ScopeGuard"
         self.max_reports = max_reports
@@ -383,9 +370,8 @@ def guard_runnable(
     Raises:
         ConfigError: ``max_attempts`` below 1, an unknown ``on_block``, an empty ``output_key``.
     """
-    return GuardedRunnable(
-        chain,
-        guard,
+    settings = GuardSettings(
+        chain=chain,
         max_attempts=max_attempts,
         regenerate_with=regenerate_with,
         feedback=feedback,
@@ -396,6 +382,7 @@ def guard_runnable(
         report_key=report_key,
         output_key=output_key,
     )
+    return GuardedRunnable(settings, guard)
 
 
 wrap = guard_runnable
