@@ -98,7 +98,7 @@ class ExtractedFeatures:
 
 def _reader_namespace(reader: Reader, site: Site) -> dict[str, Any]:
     """Everything about the reader that changes a site's activations."""
-    template = reader.tokenizer.chat_template if reader.encoder.uses_chat_template else None
+    template = reader.encoder.rendering
     return {
         "reader": reader.fingerprint_upto(site.layer),
         "tokenizer": reader.tokenizer_fingerprint,

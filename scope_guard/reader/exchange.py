@@ -17,15 +17,30 @@ the response tokens' activations.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from scope_guard.errors import ConfigError, InputError
+from scope_guard.reader.template_render import render_bounded
 
-__all__ = ["EncodedExchange", "ExchangeEncoder"]
+__all__ = ["PLAIN_RENDERING", "EncodedExchange", "ExchangeEncoder", "replace_surrogates"]
 
 _PROMPT_SENTINEL = "\u27e6scope-guard-prompt\u27e7"
 _RESPONSE_SENTINEL = "\u27e6scope-guard-response\u27e7"
+# Without a chat template (pretrained checkpoints such as gemma-3-270m): BOS, the prompt, a blank
+# line, the response. The blank line is left out when there is no prompt, so a plain text read
+# as a response (SAE training, perplexity) is read exactly as written.
+PLAIN_SEPARATOR = "\n\n"
+PLAIN_RENDERING = "plain-v1: <bos>{prompt}\\n\\n{response} (no separator without a prompt)"
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def replace_surrogates(text: str) -> str:
+    """``text`` with every lone surrogate code point replaced by U+FFFD (same length)."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 @dataclass(frozen=True)
@@ -62,8 +77,8 @@ class ExchangeEncoder:
         tokenizer: A Hugging Face fast tokenizer (character offsets are required).
         max_tokens: The most tokens one exchange may occupy; longer ones are truncated.
         use_chat_template: Render through the tokenizer's chat template when it has one
-            (``None``: whenever it has one). Without a template the prompt and the response are
-            plainly concatenated.
+            (``None``: whenever it has one). Without a template the rendering is
+            :data:`PLAIN_RENDERING`: BOS, the prompt, a blank line, the response.
     """
 
     def __init__(self, tokenizer: Any, max_tokens: int, *, use_chat_template: bool | None = None):
@@ -74,7 +89,11 @@ class ExchangeEncoder:
             msg = "use_chat_template=True but the tokenizer has no chat template"
             raise ConfigError(msg)
         self.uses_chat_template = has_template if use_chat_template is None else use_chat_template
-        head, middle = self._template_pieces() if self.uses_chat_template else ("", "")
+        head, middle = self._template_pieces() if self.uses_chat_template else ("", PLAIN_SEPARATOR)
+        self.rendering: str = (
+            str(tokenizer.chat_template) if self.uses_chat_template else PLAIN_RENDERING
+        )
+        """What identifies how exchanges are rendered: the chat template, or the plain form."""
         self.head_ids = self._tokenize_fixed(head)
         bos = tokenizer.bos_token_id
         if bos is not None and self._adds_bos() and (not self.head_ids or self.head_ids[0] != bos):
@@ -101,14 +120,9 @@ class ExchangeEncoder:
             {"role": "user", "content": _PROMPT_SENTINEL},
             {"role": "assistant", "content": _RESPONSE_SENTINEL},
         ]
-        try:
-            rendered = self.tokenizer.apply_chat_template(messages, tokenize=False)
-        except Exception as exc:  # jinja raises its own types; report them as a config problem
-            msg = f"the tokenizer's chat template cannot render a user/assistant exchange: {exc}"
-            raise ConfigError(msg) from exc
-        if not isinstance(rendered, str):
-            msg = f"the chat template rendered {type(rendered).__name__}, expected str"
-            raise ConfigError(msg)
+        rendered = render_bounded(
+            lambda: self.tokenizer.apply_chat_template(messages, tokenize=False)
+        )
         if rendered.count(_PROMPT_SENTINEL) != 1 or rendered.count(_RESPONSE_SENTINEL) != 1:
             msg = "the chat template does not place the user and assistant text exactly once"
             raise ConfigError(msg)
@@ -149,6 +163,10 @@ class ExchangeEncoder:
             if not isinstance(value, str):
                 msg = f"{name} must be a str, got {type(value).__name__}"
                 raise InputError(msg)
+        # A lone surrogate (text a generator can emit, e.g. a split emoji) cannot be encoded
+        # and makes the tokenizer raise; U+FFFD stands in for it, one code point for one, so
+        # offsets into the response stay valid.
+        prompt, response = replace_surrogates(prompt), replace_surrogates(response)
         prompt_ids = list(self._tokenize_user_text(prompt, offsets=False)["input_ids"])
         encoded = self._tokenize_user_text(response, offsets=True)
         response_ids = list(encoded["input_ids"])
@@ -168,7 +186,10 @@ class ExchangeEncoder:
             room_for_prompt = 0
         dropped = max(0, len(prompt_ids) - room_for_prompt)
         kept_prompt = prompt_ids[dropped:]
-        input_ids = (*self.head_ids, *kept_prompt, *self.middle_ids, *response_ids)
+        # The plain rendering separates a prompt from the response; with no prompt left there is
+        # nothing to separate. A chat template's model-turn prefix always stays.
+        middle = self.middle_ids if self.uses_chat_template or kept_prompt else []
+        input_ids = (*self.head_ids, *kept_prompt, *middle, *response_ids)
         return EncodedExchange(
             input_ids=input_ids,
             response_start=len(input_ids) - len(response_ids),

@@ -7,6 +7,7 @@ Remote code is never trusted and only safetensors weights are read.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ __all__ = [
     "parse_device",
     "parse_dtype",
     "quiet_transformers",
+    "refuse_remote_code",
     "resolve_model_dir",
     "site_dim",
     "text_config",
@@ -134,12 +136,18 @@ def resolve_model_dir(
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            msg = f"{path} has no config.json: not a Hugging Face model folder"
+            msg = (
+                f"{path} has no config.json: not a Hugging Face model folder (nor a folder "
+                "holding one .gguf file)"
+            )
             raise ArtifactError(msg)
         return path
     text = str(model)
     if path.exists() or text.count("/") != 1 or text.startswith((".", "/", "~")):
-        msg = f"model {text!r} is neither a model folder nor a hub id like 'google/gemma-2-2b'"
+        msg = (
+            f"model {text!r} is neither a model folder, a .gguf file, a built-in reader "
+            "('gemma-3-270m') nor a hub id like 'google/gemma-2-2b'"
+        )
         raise ArtifactError(msg)
 
     from huggingface_hub import snapshot_download
@@ -247,10 +255,11 @@ def load_decoder(
     """
     from transformers import AutoConfig, AutoModel
 
+    refuse_remote_code(folder)
     try:
-        config = AutoConfig.from_pretrained(folder)
-        full_config = AutoConfig.from_pretrained(folder)
-    except (OSError, ValueError, KeyError) as exc:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+        full_config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         msg = f"cannot read the model config in {folder}: {exc}"
         raise ArtifactError(msg) from exc
     model_type = getattr(config, "model_type", "")
@@ -280,6 +289,7 @@ def load_decoder(
                 attn_implementation=SUPPORTED_MODEL_TYPES[model_type],
                 use_safetensors=True,
                 output_loading_info=True,
+                trust_remote_code=False,
             )
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         # SafetensorError (a torn or corrupt file) derives from Exception only.
@@ -298,6 +308,51 @@ def load_decoder(
     return LoadedDecoder(decoder, tokenizer, full_config, n_layers, model_type)
 
 
+# Files in which transformers looks for ``auto_map`` (custom classes shipped as code).
+_CODE_MAP_FILES = ("config.json", "tokenizer_config.json", "processor_config.json")
+_MAX_CONFIG_BYTES = 16 << 20
+
+
+def refuse_remote_code(folder: Path) -> None:
+    """Refuse a folder that asks for custom code (``auto_map``) or ships ``.py`` files.
+
+    ``trust_remote_code=False`` is passed everywhere too; this check comes first so that no
+    version of transformers ever gets to ask "run the custom code? [y/N]" on a terminal.
+
+    Raises:
+        ArtifactError: the folder maps classes to code, ships Python files, or has a config
+            that is not a readable JSON object.
+    """
+    shipped = sorted(p.name for p in folder.glob("*.py"))
+    if shipped:
+        msg = (
+            f"{folder} ships Python code ({', '.join(shipped[:3])}); scope-guard never runs a "
+            "checkpoint's code: use a folder with only config, weights and tokenizer files"
+        )
+        raise ArtifactError(msg)
+    for name in _CODE_MAP_FILES:
+        path = folder / name
+        if not path.exists():
+            continue
+        if not path.is_file() or path.stat().st_size > _MAX_CONFIG_BYTES:
+            msg = f"{path} is not a regular JSON file of at most {_MAX_CONFIG_BYTES >> 20} MiB"
+            raise ArtifactError(msg)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            msg = f"cannot read {path}: {type(exc).__name__}: {exc}"
+            raise ArtifactError(msg) from exc
+        if not isinstance(data, dict):
+            msg = f"{path} is not a JSON object"
+            raise ArtifactError(msg)
+        if "auto_map" in data:
+            msg = (
+                f"{path} maps classes to custom code (auto_map); scope-guard never runs a "
+                "checkpoint's code (trust_remote_code is always off)"
+            )
+            raise ArtifactError(msg)
+
+
 def _load_tokenizer(folder: Path, *, vocab_size: int) -> Any:
     """The checkpoint's own tokenizer, refused when it is missing or not this model's."""
     from transformers import AutoTokenizer
@@ -311,8 +366,8 @@ def _load_tokenizer(folder: Path, *, vocab_size: int) -> Any:
         )
         raise ArtifactError(msg)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError, KeyError) as exc:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         msg = f"cannot read the tokenizer in {folder}: {exc}"
         raise ArtifactError(msg) from exc
     # Sizes need not match exactly: Gemma 3 pads its embedding (262,208 rows for 262,145

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from scope_guard.errors import ConfigError, InputError
-from scope_guard.reader.exchange import EncodedExchange, ExchangeEncoder
+from scope_guard.reader.exchange import EncodedExchange, ExchangeEncoder, replace_surrogates
+from scope_guard.reader.gguf import converted_folder, find_gguf_source, read_source_record
 from scope_guard.reader.hooks import capture_sites, run_until_stopped, site_module
 from scope_guard.reader.identity import WeightDigests, tokenizer_digest
 from scope_guard.reader.loading import (
@@ -27,7 +28,11 @@ from scope_guard.reader.loading import (
     resolve_model_dir,
     site_dim,
 )
-from scope_guard.reader.miniature import MINIATURE_LABEL, miniature_model_path
+from scope_guard.reader.miniature import (
+    MINIATURE_LABEL,
+    default_cache_root,
+    miniature_model_path,
+)
 from scope_guard.reader.reading import Reading
 from scope_guard.sites import Site, SiteKind
 
@@ -52,6 +57,13 @@ def _pass_lock(decoder: nn.Module) -> threading.Lock:
         return lock
 
 
+def _reader_name(model: str | os.PathLike[str], quantization: str | None) -> str:
+    """The reader's label: its source, with the quantization its weights went through."""
+    if quantization is None:
+        return str(model)
+    return f"{model} [{quantization} GGUF, dequantized]"
+
+
 def _check_batch_size(batch_size: object) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         msg = f"batch_size must be an integer >= 1, got {batch_size!r}"
@@ -71,6 +83,9 @@ class ReaderInfo:
     device: str
     max_tokens: int
     is_stand_in: bool
+    quantization: str | None = None
+    """How the weights were quantized before being dequantized (``"Q4_K_M"`` for a GGUF
+    reader); ``None`` for a checkpoint read as published."""
 
 
 class Reader:
@@ -121,6 +136,7 @@ class Reader:
         self.source: str | None = None  # what from_pretrained was given, to load it again
         self.n_layers = n_layers if n_layers is not None else len(self.layers)
         self.is_stand_in = is_stand_in
+        self.quantization: str | None = None  # set by from_pretrained for a GGUF source
         self.batch_size = batch_size
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._lock = _pass_lock(self.decoder)
@@ -141,10 +157,13 @@ class Reader:
         use_chat_template: bool | None = None,
         batch_size: int = 8,
     ) -> Reader:
-        """Load a reader from a local folder or a hub id (through the HF cache).
+        """Load a reader from a local folder, a hub id (through the HF cache), a GGUF file (or a
+        folder holding one), or a built-in name (``"gemma-3-270m"``).
 
         Only the layers up to the deepest site are loaded. ``HF_HUB_OFFLINE=1`` (or
-        ``local_files_only=True``) restricts hub ids to what the cache already holds.
+        ``local_files_only=True``) restricts hub ids to what the cache already holds. A GGUF is
+        dequantized once into ``dtype`` and cached as a Hugging Face folder keyed by its sha256
+        (see :mod:`scope_guard.reader.gguf`); its quantization is part of the reader's name.
 
         Raises:
             ArtifactError: the model cannot be found or read (the message says how to get it).
@@ -156,9 +175,15 @@ class Reader:
             raise ConfigError(msg)
         torch_device = parse_device(device)
         torch_dtype = parse_dtype(dtype, torch_device)
-        folder = resolve_model_dir(
-            model, cache_dir=cache_dir, local_files_only=local_files_only, revision=revision
-        )
+        gguf = find_gguf_source(model)
+        if gguf is not None:
+            folder = converted_folder(gguf, torch_dtype, default_cache_root())
+        else:
+            folder = resolve_model_dir(
+                model, cache_dir=cache_dir, local_files_only=local_files_only, revision=revision
+            )
+        record = read_source_record(folder)
+        quantization = str(record.get("quantization", "unknown")) if record else None
         loaded = load_decoder(
             folder,
             deepest_layer=max(s.layer for s in parsed),
@@ -172,13 +197,14 @@ class Reader:
             parsed,
             max_tokens=max_tokens,
             use_chat_template=use_chat_template,
-            name=MINIATURE_LABEL if is_stand_in else str(model),
+            name=MINIATURE_LABEL if is_stand_in else _reader_name(model, quantization),
             n_layers=loaded.n_layers,
             is_stand_in=is_stand_in,
             batch_size=batch_size,
         )
         reader.config = loaded.config
         reader.source = str(model)
+        reader.quantization = quantization
         return reader
 
     @classmethod
@@ -231,6 +257,7 @@ class Reader:
             device=str(self.device),
             max_tokens=self.max_tokens,
             is_stand_in=self.is_stand_in,
+            quantization=self.quantization,
         )
 
     @functools.cached_property
@@ -359,7 +386,7 @@ class Reader:
     def _reading(
         self, item: tuple[str, str], enc: EncodedExchange, acts: dict[Site, torch.Tensor]
     ) -> Reading:
-        response = item[1]
+        response = replace_surrogates(item[1])  # as the encoder read it (same offsets)
         if not acts:  # empty response: nothing to read
             acts = {
                 s: torch.empty((0, self.site_dim(s)), dtype=self.dtype, device=self.device)

@@ -9,6 +9,7 @@ from transformers import AutoTokenizer
 
 from scope_guard.errors import ConfigError, InputError
 from scope_guard.reader import ExchangeEncoder
+from scope_guard.reader.exchange import PLAIN_RENDERING
 
 RESPONSES = [
     "The tower was completed in 1889.",
@@ -59,13 +60,23 @@ def test_chat_template_span_is_exact(tokenizer, response):
 
 
 @pytest.mark.parametrize("response", RESPONSES)
-def test_plain_concatenation_span_is_exact(plain_tokenizer, response):
+def test_plain_rendering_span_is_exact(plain_tokenizer, response):
     encoder = ExchangeEncoder(plain_tokenizer, max_tokens=512)
     assert not encoder.uses_chat_template
+    assert encoder.rendering == PLAIN_RENDERING
     enc = encoder.encode("Question: what?", response)
     _check_span(plain_tokenizer, enc, response)
     assert enc.input_ids[0] == plain_tokenizer.bos_token_id  # BOS still leads
-    assert plain_tokenizer.decode(list(enc.input_ids[1 : enc.response_start])) == "Question: what?"
+    # BOS, the prompt, a blank line, the response.
+    prompt_part = plain_tokenizer.decode(list(enc.input_ids[1 : enc.response_start]))
+    assert prompt_part == "Question: what?\n\n"
+
+
+def test_plain_rendering_without_prompt_reads_the_text_alone(plain_tokenizer):
+    encoder = ExchangeEncoder(plain_tokenizer, max_tokens=512)
+    enc = encoder.encode("", "The tower was completed in 1889.")
+    assert enc.response_start == 1  # BOS only: no separator before a text with no prompt
+    _check_span(plain_tokenizer, enc, "The tower was completed in 1889.")
 
 
 def test_chat_template_can_be_turned_off(tokenizer):

@@ -210,7 +210,7 @@ def test_hub_id_resolves_through_cache(miniature_dir, tmp_path, monkeypatch):
 def test_not_a_model_folder(tmp_path):
     with pytest.raises(ArtifactError, match=r"no config\.json"):
         Reader.from_pretrained(tmp_path, ["resid_post@1"])
-    with pytest.raises(ArtifactError, match="neither a model folder nor a hub id"):
+    with pytest.raises(ArtifactError, match=r"neither a model folder, a \.gguf file"):
         Reader.from_pretrained(tmp_path / "nope" / "deeper" / "x", ["resid_post@1"])
 
 
