@@ -174,7 +174,7 @@ class DetectorBundle:
         if not layers:
             return None
         info = reader.info
-        template = reader.tokenizer.chat_template if reader.encoder.uses_chat_template else None
+        template = reader.encoder.rendering
         return ReaderSpec(
             name=info.name,
             source=reader.source,
@@ -188,6 +188,7 @@ class DetectorBundle:
             dtype=info.dtype,
             chat_template=hashlib.sha256(str(template).encode()).hexdigest() if template else None,
             is_stand_in=info.is_stand_in,
+            quantization=info.quantization,
         )
 
     @staticmethod
@@ -444,7 +445,7 @@ class DetectorBundle:
                 "special tokens differ, so the same text gives other token ids"
             )
             raise ArtifactError(msg)
-        template = reader.tokenizer.chat_template if reader.encoder.uses_chat_template else None
+        template = reader.encoder.rendering
         digest = hashlib.sha256(str(template).encode()).hexdigest() if template else None
         if digest != spec.chat_template:
             msg = (

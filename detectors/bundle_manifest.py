@@ -53,8 +53,10 @@ class ReaderSpec(BaseModel):
     """:attr:`Reader.tokenizer_fingerprint`: vocabulary, merges, normalization, special tokens."""
     dtype: str | None = None
     chat_template: str | None = None
-    """sha256 of the chat template the exchanges were rendered with; ``None``: no template."""
+    """sha256 of how exchanges were rendered: the chat template, or the plain rendering."""
     is_stand_in: bool = False
+    quantization: str | None = None
+    """The quantization the reader's weights went through (``"Q4_K_M"`` for a GGUF reader)."""
 
     @model_validator(mode="after")
     def _check_layers(self) -> ReaderSpec:
