@@ -18,13 +18,23 @@ import scope_guard.cli.evaluate_cmd as evaluate_cmd
 import scope_guard.cli.features_cmd as features_cmd
 import scope_guard.cli.log_cmd as log_cmd
 import scope_guard.cli.score_cmd as score_cmd
+import scope_guard.cli.train_sae_cmd as train_sae_cmd
 from scope_guard._version import __version__
 from scope_guard.cli.console import error
 from scope_guard.errors import ScopeGuardError
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (demo_cmd, features_cmd, calibrate_cmd, evaluate_cmd, score_cmd, log_cmd, bench_cmd)
+_COMMANDS = (
+    demo_cmd,
+    features_cmd,
+    calibrate_cmd,
+    evaluate_cmd,
+    score_cmd,
+    log_cmd,
+    bench_cmd,
+    train_sae_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

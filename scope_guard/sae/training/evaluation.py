@@ -128,9 +128,18 @@ def model_folder_of(reader: Reader) -> Path:
         raise ArtifactError(msg)
     if source == "miniature":
         return miniature_model_path()
-    folder = getattr(reader, "model_dir", None)  # set by loaders that convert (GGUF -> folder)
+    folder = getattr(reader, "model_dir", None)  # the folder the reader was loaded from
     if folder is not None:
         return Path(folder)
+    try:  # a GGUF reader (a built-in name or a .gguf file) reads a converted, cached folder
+        from scope_guard.reader.gguf import converted_folder, find_gguf_source
+        from scope_guard.reader.miniature import default_cache_root
+    except ImportError:
+        pass
+    else:
+        gguf = find_gguf_source(source)
+        if gguf is not None:
+            return converted_folder(gguf, reader.dtype, default_cache_root())
     return resolve_model_dir(source)
 
 

@@ -53,8 +53,17 @@ class StepLosses(NamedTuple):
 class TrainableJumpReLU(nn.Module):
     """A JumpReLU SAE with trainable parameters, initialised as in Gemma Scope.
 
-    ``W_dec`` rows are random unit vectors, ``W_enc = W_dec.T``, ``b_enc = 0``, ``b_dec`` the
-    mean of the (scaled) inputs when given, thresholds all ``init_threshold``.
+    ``W_dec`` rows are random unit vectors, ``W_enc = (d_model / d_sae) * W_dec.T``, ``b_dec``
+    the mean of the (scaled) inputs when given, ``b_enc = -b_dec @ W_enc``, thresholds all
+    ``init_threshold``.
+
+    Two departures from a plain ``W_enc = W_dec.T, b_enc = 0``, both about the first steps only:
+    the encoder bias starts by centering the inputs (what a ``b_dec`` subtraction would do, while
+    the saved SAE keeps the Gemma Scope convention of none), because residual streams carry a
+    mean far larger than their spread, which every latent
+    would otherwise copy into the reconstruction; and the encoder starts scaled down so that
+    the half of the latents active before the sparsity warm-up sum to about half the input
+    rather than ``d_sae / (2 d_model)`` times it.
 
     Args:
         d_model: Width of the activations.
@@ -88,10 +97,11 @@ class TrainableJumpReLU(nn.Module):
             raise ConfigError(msg)
         W_dec = torch.randn(d_sae, d_model, generator=generator, dtype=torch.float32)
         W_dec /= W_dec.norm(dim=1, keepdim=True)
-        self.W_dec = nn.Parameter(W_dec)
-        self.W_enc = nn.Parameter(W_dec.T.clone().contiguous())
-        self.b_enc = nn.Parameter(torch.zeros(d_sae))
+        W_enc = (d_model / d_sae) * W_dec.T.clone().contiguous()
         b_dec = torch.zeros(d_model) if b_dec_init is None else b_dec_init.float().clone()
+        self.W_dec = nn.Parameter(W_dec)
+        self.W_enc = nn.Parameter(W_enc)
+        self.b_enc = nn.Parameter(-(b_dec @ W_enc))
         self.b_dec = nn.Parameter(b_dec)
         # theta itself is the parameter, not log(theta): Adam moves a parameter by about the
         # learning rate per step, and a log-threshold starting at log(0.001) would need tens of

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from torch import nn
 
@@ -29,10 +29,16 @@ from scope_guard.sae.training.outputs import (
     write_sae_folder,
 )
 from scope_guard.sae.training.stream import ReaderActivations, check_site
-from scope_guard.sae.training.trainer import CurvePoint, Trainer
+from scope_guard.sae.training.trainer import CurvePoint, Trainer, TrainingResult
 from scope_guard.sites import Site
 
-__all__ = ["CHECKPOINT_SUBFOLDER", "TrainedSAE", "reader_identity", "train_sae"]
+__all__ = [
+    "CHECKPOINT_SUBFOLDER",
+    "TrainedSAE",
+    "manifest_fields",
+    "reader_identity",
+    "train_sae",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +76,40 @@ def reader_identity(reader: Reader, site: Site) -> dict[str, object]:
         "is_stand_in": info.is_stand_in,
         "fingerprint_upto_site": reader.fingerprint_upto(site.layer),
         "tokenizer_fingerprint": reader.tokenizer_fingerprint,
+    }
+
+
+def manifest_fields(
+    reader: Reader,
+    site: Site,
+    config: TrainingConfig,
+    result: TrainingResult,
+    *,
+    data: dict[str, Any],
+    heldout: TextCorpus,
+    evaluation: EvaluationResult,
+) -> dict[str, Any]:
+    """The manifest of a finished run (without the fields :func:`write_sae_folder` adds)."""
+    return {
+        "reader": reader_identity(reader, site),
+        "site": str(site),
+        "d_model": reader.site_dim(site),
+        "width": config.width,
+        "data": data,
+        "heldout": {
+            "corpus": heldout.name,
+            "corpus_sha256": heldout.sha256,
+            "n_documents": len(heldout),
+            "n_tokens": evaluation.n_tokens,
+        },
+        "tokens_trained": result.tokens,
+        "steps": result.steps,
+        "stopped_by": result.stopped_by,
+        "passes": result.passes,
+        "seed": config.seed,
+        "input_scale": result.scale,
+        "config": config.to_dict(),
+        "wall_s": result.wall_s,
     }
 
 
@@ -163,27 +203,9 @@ def train_sae(
     )
     del model
     report = build_report(result, evaluation, trainer.dead_fraction())
-    manifest = {
-        "reader": reader_identity(reader, parsed),
-        "site": str(parsed),
-        "d_model": d_model,
-        "width": config.width,
-        "data": source.describe(),
-        "heldout": {
-            "corpus": held.name,
-            "corpus_sha256": held.sha256,
-            "n_documents": len(held),
-            "n_tokens": evaluation.n_tokens,
-        },
-        "tokens_trained": result.tokens,
-        "steps": result.steps,
-        "stopped_by": result.stopped_by,
-        "passes": result.passes,
-        "seed": config.seed,
-        "input_scale": result.scale,
-        "config": config.to_dict(),
-        "wall_s": result.wall_s,
-    }
+    manifest = manifest_fields(
+        reader, parsed, config, result, data=source.describe(), heldout=held, evaluation=evaluation
+    )
     written = write_sae_folder(
         folder, result.sae, l0=evaluation.mean_l0, manifest=manifest, report=report
     )

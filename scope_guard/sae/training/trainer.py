@@ -372,7 +372,7 @@ class Trainer:
                 logger.warning("interrupted: checkpoint written to %s", self.checkpoint_dir)
             raise
         self.wall_s = wall_before + time.monotonic() - start
-        if self._since_log["steps"]:
+        if self._since_log["steps"] and stopped_by != "steps":  # a pause continues the interval
             point = self._log_point(time.monotonic() - last_log)
             if on_progress is not None:
                 on_progress(point)
