@@ -45,7 +45,7 @@ def test_corpus_without_tokens(reader: Reader) -> None:
             return {"input_ids": []}
 
     source = ReaderActivations(reader, "resid_post@2", TextCorpus.from_texts(["x"]))
-    source.reader = type("R", (), {"tokenizer": Silent()})()  # type: ignore[assignment]
+    source.reader = type("R", (), {"tokenizer": Silent()})()
     with pytest.raises(InputError, match="no tokens"):
         source.read_chunk()
 
