@@ -97,7 +97,8 @@ def load_sae(
 
     Raises:
         ArtifactError: if the files are missing, unreachable or malformed.
-        ConfigError: if a registry id is invalid.
+        ConfigError: if a registry id is invalid, or names an SAE whose ``d_model`` is not
+            ``expected_d_model`` (checked before anything is downloaded).
     """
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         msg = f"dtype must be a floating torch dtype, got {dtype!r}"
@@ -131,6 +132,14 @@ def _load_entry(
     cache_dir: str | Path | None,
     local_files_only: bool | None,
 ) -> LoadedParams:
+    if expected_d_model is not None and expected_d_model != entry.d_model:
+        # Refuse before downloading: the id alone says the SAE reads another model's width.
+        msg = (
+            f"{entry.sae_id} reads {entry.site} of {entry.model} (d_model={entry.d_model}) but "
+            f"the reader's site has d_model={expected_d_model}; pick an SAE trained on the "
+            "reader's model"
+        )
+        raise ConfigError(msg)
     offline = offline_mode() if local_files_only is None else local_files_only
     weights = _download(entry, entry.path_in_repo, cache_dir, offline)
     if entry.config_path_in_repo is not None:

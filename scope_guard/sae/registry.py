@@ -1,16 +1,27 @@
-"""The registry of pretrained Gemma Scope SAEs: ids -> Hugging Face repo and file.
+"""The registry of pretrained Gemma Scope SAEs: ids -> Hugging Face repo and files.
 
-The facts live in ``data/gemma_scope.yaml`` (read once, cached); this module only interprets
-them. Two id forms:
+The facts live in data files (read once, cached); the code only interprets them:
 
-- Gemma Scope 1: ``{release}/layer_{L}/width_{W}/average_l0_{N}`` or ``.../canonical`` (the
-  average L0 closest to 100, unless the data records SAELens's canonical as an exception), e.g.
+- Gemma Scope 1 (Gemma 2), ``data/gemma_scope.yaml``:
+  ``{release}/layer_{L}/width_{W}/average_l0_{N}`` or ``.../canonical`` (the average L0 closest
+  to 100, unless the data records SAELens's canonical as an exception), e.g.
   ``gemma-scope-2b-pt-res/layer_20/width_16k/canonical``. The SAELens release
   ``{release}-canonical`` is accepted too.
-- Gemma Scope 2: ``gemma-scope-2-{size}-{pt|it}-{site}/layer_{L}/width_{W}/l0_{small|medium|big}``
-  with ``site`` in ``res, res-all, mlp, mlp-all, att, att-all``, e.g.
-  ``gemma-scope-2-1b-pt-res/layer_22/width_16k/l0_medium``. The SAELens spelling
-  ``.../layer_22_width_16k_l0_medium`` is accepted too.
+- Gemma Scope 2 (Gemma 3), ``data/gemma_scope_2.yaml`` (see
+  :mod:`scope_guard.sae.registry_gemma_scope_2`):
+  ``gemma-scope-2-{size}-{pt|it}-{site}/layer_{L}/width_{W}/l0_{small|medium|big}`` with
+  ``site`` in ``res, res-all, mlp, mlp-all, att, att-all``, e.g.
+  ``gemma-scope-2-270m-pt-res/layer_12/width_16k/l0_medium``. The SAELens spelling
+  ``.../layer_12_width_16k_l0_medium`` is accepted too.
+
+**Verified and unverified.** Each fact in the data names its source. A fact is *verified* when it
+comes from Google's own publication (a model card, the files the hub lists) or from the real
+weights this project loads; it is *unverified* when it comes from a secondary source (SAELens's
+registry, third-party code or notes). :attr:`SAERegistryEntry.unverified` lists the unverified
+facts an entry rests on (``verified`` is True when there are none). An unverified id may name a
+folder the hub does not have, or the wrong width; ``load_sae`` still checks the downloaded
+tensors against the entry's ``d_model`` and ``d_sae``, so a wrong fact fails loudly, never
+silently.
 """
 
 from __future__ import annotations
@@ -18,75 +29,37 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, NoReturn
 
 import yaml
 
 from scope_guard.errors import ConfigError
+from scope_guard.sae.registry_entry import NEURONPEDIA_BASE, SAERegistryEntry
+from scope_guard.sae.registry_gemma_scope_2 import (
+    did_you_mean,
+    format_layers,
+    gs2_releases,
+    gs2_sae_ids,
+    is_gs2_release,
+    resolve_gs2,
+)
 from scope_guard.sites import Site, SiteKind
 
-__all__ = ["SAERegistryEntry", "known_releases", "neuronpedia_url", "resolve_sae_id"]
+__all__ = [
+    "NEURONPEDIA_BASE",
+    "SAERegistryEntry",
+    "known_releases",
+    "neuronpedia_url",
+    "release_sae_ids",
+    "resolve_sae_id",
+]
 
 logger = logging.getLogger(__name__)
-
-NEURONPEDIA_BASE = "https://www.neuronpedia.org"
 
 _GS1_TAIL = re.compile(
     r"^layer_(?P<layer>\d+)/width_(?P<width>\w+)/(?P<l0>average_l0_\d+|canonical)$"
 )
-_GS2_RELEASE = re.compile(r"^gemma-scope-2-(?P<size>\w+?)-(?P<variant>pt|it)-(?P<site>[a-z-]+)$")
-_GS2_TAIL = re.compile(r"^layer_(?P<layer>\d+)[/_]width_(?P<width>\w+?)[/_]l0_(?P<l0>[a-z]+)$")
-
-
-@dataclass(frozen=True)
-class SAERegistryEntry:
-    """A resolved registry id: where the SAE's files are and what it reads.
-
-    Attributes:
-        sae_id: The normalised id (canonical resolved to its L0).
-        release: Release name (``"gemma-scope-2b-pt-res"``).
-        family: ``"gemma-scope"`` (Gemma 2) or ``"gemma-scope-2"`` (Gemma 3).
-        repo_id: Hugging Face repo (``"google/gemma-scope-2b-pt-res"``).
-        path_in_repo: The weights file inside the repo.
-        config_path_in_repo: Gemma Scope 2's ``config.json`` beside the weights, else None.
-        model: The model the SAE reads (``"gemma-2-2b"``).
-        site: Hook site.
-        d_model: Width of the activations the SAE reads.
-        width: Width label (``"16k"``); ``d_sae`` is its number of latents.
-        d_sae: Number of latents.
-        l0: Average L0 (Gemma Scope 1), or None where not recorded.
-        l0_label: ``"average_l0_71"`` or ``"l0_medium"``.
-        canonical: Whether this is the release's canonical SAE for the layer and width.
-        verified: Whether the L0 was checked against the registry's transcribed lists.
-        neuronpedia_id: Neuronpedia's id (``"gemma-2-2b/20-gemmascope-res-16k"``, or
-            ``"gemma-2-9b/9-gemmascope-res-16k__l0-51"`` for a non-canonical SAE), or None.
-    """
-
-    sae_id: str
-    release: str
-    family: Literal["gemma-scope", "gemma-scope-2"]
-    repo_id: str
-    path_in_repo: str
-    config_path_in_repo: str | None
-    model: str
-    site: Site
-    d_model: int
-    width: str
-    d_sae: int
-    l0: int | None
-    l0_label: str
-    canonical: bool
-    verified: bool
-    neuronpedia_id: str | None
-
-    @property
-    def neuronpedia_sae_url(self) -> str | None:
-        """Neuronpedia page of the whole SAE, when it has one."""
-        if self.neuronpedia_id is None:
-            return None
-        return f"{NEURONPEDIA_BASE}/{self.neuronpedia_id}"
 
 
 @functools.cache
@@ -97,17 +70,8 @@ def _data() -> dict[str, Any]:
 
 
 def known_releases() -> tuple[str, ...]:
-    """Every release name the registry resolves (Gemma Scope 2 ones expanded)."""
-    data = _data()
-    gs2 = data["gemma_scope_2"]
-    names = list(data["gemma_scope_1"])
-    names += [
-        f"gemma-scope-2-{size}-{variant}-{site}"
-        for size in gs2["models"]
-        for variant in gs2["variants"]
-        for site in gs2["sites"]
-    ]
-    return tuple(names)
+    """Every release name the registry resolves: Gemma Scope 1, then Gemma Scope 2."""
+    return (*_data()["gemma_scope_1"], *gs2_releases())
 
 
 def normalize_sae_id(sae_id: str) -> str:
@@ -119,10 +83,30 @@ def is_registry_id(text: str) -> bool:
     """Whether ``text`` names a registry release (Gemma Scope 1, its ``-canonical`` twin, or
     Gemma Scope 2), whatever follows."""
     release = normalize_sae_id(text).split("/", 1)[0]
-    return (
-        release.removesuffix("-canonical") in _data()["gemma_scope_1"]
-        or _GS2_RELEASE.match(release) is not None
-    )
+    return release.removesuffix("-canonical") in _data()["gemma_scope_1"] or is_gs2_release(release)
+
+
+def release_sae_ids(release: str) -> tuple[str, ...]:
+    """Every SAE id of a release, as :func:`resolve_sae_id` spells it.
+
+    Gemma Scope 1 releases list their explicit ``average_l0_N`` ids (``canonical`` is an alias
+    of one of them); Gemma Scope 2 releases list every layer, width and L0 bucket.
+
+    Raises:
+        ConfigError: if the release is unknown.
+    """
+    base = normalize_sae_id(release).removesuffix("-canonical")
+    if base in _data()["gemma_scope_1"]:
+        rel = _data()["gemma_scope_1"][base]
+        return tuple(
+            f"{base}/layer_{layer}/width_{width}/average_l0_{l0}"
+            for layer, widths in sorted(rel["l0"].items())
+            for width, l0s in widths.items()
+            for l0 in l0s
+        )
+    if is_gs2_release(base):
+        return gs2_sae_ids(base)
+    return _unknown_release(base, release)
 
 
 def resolve_sae_id(sae_id: str) -> SAERegistryEntry:
@@ -133,18 +117,20 @@ def resolve_sae_id(sae_id: str) -> SAERegistryEntry:
     """
     text = normalize_sae_id(sae_id)
     release, _, tail = text.partition("/")
-    if (
-        release in _data()["gemma_scope_1"]
-        or release.removesuffix("-canonical") in _data()["gemma_scope_1"]
-    ):
+    if release.removesuffix("-canonical") in _data()["gemma_scope_1"]:
         return _resolve_gs1(release, tail)
-    if _GS2_RELEASE.match(release):
-        return _resolve_gs2(release, tail)
+    if is_gs2_release(release):
+        return resolve_gs2(release, tail)
+    return _unknown_release(release, sae_id)
+
+
+def _unknown_release(release: str, sae_id: str) -> NoReturn:
     valid = ", ".join(_data()["gemma_scope_1"])
     msg = (
         f"unknown SAE release {release!r} in {sae_id!r}; valid Gemma Scope releases: {valid}; "
         "Gemma Scope 2: gemma-scope-2-{270m|1b|4b|12b|27b}-{pt|it}-"
         "{res|res-all|mlp|mlp-all|att|att-all}"
+        f"{did_you_mean(release, known_releases())}"
     )
     raise ConfigError(msg)
 
@@ -174,7 +160,7 @@ def _resolve_gs1(release: str, tail: str) -> SAERegistryEntry:
     layer, width, l0_part = int(match["layer"]), match["width"], match["l0"]
     layers = _gs1_layers(rel)
     if layer not in layers:
-        msg = f"{base} has no layer {layer}; valid layers: {_ranges(layers)}"
+        msg = f"{base} has no layer {layer}; valid layers: {format_layers(layers)}"
         raise ConfigError(msg)
     listed: dict[str, list[int]] = rel["l0"].get(layer, {})
     widths = list(dict.fromkeys([*rel.get("widths", []), *listed]))
@@ -242,6 +228,7 @@ def _resolve_gs1(release: str, tail: str) -> SAERegistryEntry:
         canonical=canonical,
         verified=bool(options),
         neuronpedia_id=neuronpedia_id,
+        unverified=() if options else ("l0",),
     )
 
 
@@ -249,70 +236,6 @@ def _gs1_layers(rel: dict[str, Any]) -> list[int]:
     if "layers" in rel:
         return [int(v) for v in rel["layers"]]
     return list(range(int(rel["n_layers"])))
-
-
-def _ranges(values: list[int]) -> str:
-    if values and values == list(range(values[0], values[-1] + 1)) and len(values) > 3:
-        return f"{values[0]}-{values[-1]}"
-    return ", ".join(str(v) for v in values)
-
-
-def _resolve_gs2(release: str, tail: str) -> SAERegistryEntry:
-    gs2 = _data()["gemma_scope_2"]
-    rmatch = _GS2_RELEASE.match(release)
-    assert rmatch is not None  # checked by the caller
-    size, variant, site_name = rmatch["size"], rmatch["variant"], rmatch["site"]
-    if size not in gs2["models"] or site_name not in gs2["sites"]:
-        msg = (
-            f"unknown Gemma Scope 2 release {release!r}; sizes: {', '.join(gs2['models'])}; "
-            f"variants: pt, it; sites: {', '.join(gs2['sites'])}"
-        )
-        raise ConfigError(msg)
-    model, site = gs2["models"][size], gs2["sites"][site_name]
-    match = _GS2_TAIL.match(tail)
-    if not match:
-        msg = (
-            f"cannot parse {release}/{tail!r}; write it as "
-            f"'{release}/layer_<L>/width_<W>/l0_<small|medium|big>'"
-        )
-        raise ConfigError(msg)
-    layer, width, bucket = int(match["layer"]), match["width"], match["l0"]
-    n_layers = int(model["n_layers"])
-    selected = model.get("selected_layers")
-    layers = list(range(n_layers)) if site["all_layers"] or selected is None else list(selected)
-    if layer not in layers:
-        msg = f"{release} has no layer {layer}; valid layers: {_ranges(layers)}"
-        raise ConfigError(msg)
-    if not site["all_layers"] and selected is None:
-        logger.warning(
-            "the layers of %s are not in the registry; layer %d is used unchecked", release, layer
-        )
-    if width not in site["widths"]:
-        msg = f"{release} has no width {width!r}; valid widths: {', '.join(site['widths'])}"
-        raise ConfigError(msg)
-    if bucket not in site["l0"]:
-        msg = f"{release} has no l0_{bucket}; valid: {', '.join('l0_' + b for b in site['l0'])}"
-        raise ConfigError(msg)
-    folder = f"{site['folder']}/layer_{layer}_width_{width}_l0_{bucket}"
-    kind = SiteKind(site["kind"])
-    return SAERegistryEntry(
-        sae_id=f"{release}/layer_{layer}/width_{width}/l0_{bucket}",
-        release=release,
-        family="gemma-scope-2",
-        repo_id=f"google/gemma-scope-2-{size}-{variant}",
-        path_in_repo=f"{folder}/params.safetensors",
-        config_path_in_repo=f"{folder}/config.json",
-        model=f"{model['model']}-{variant}",
-        site=Site(layer=layer, kind=kind),
-        d_model=int(model["d_attn"] if kind is SiteKind.ATTN_OUT else model["d_model"]),
-        width=width,
-        d_sae=int(_data()["widths"][width]),
-        l0=None,
-        l0_label=f"l0_{bucket}",
-        canonical=False,
-        verified=site["all_layers"] or selected is not None,
-        neuronpedia_id=None,
-    )
 
 
 def neuronpedia_url(entry: SAERegistryEntry | str, latent: int) -> str:
