@@ -30,14 +30,19 @@ _ABBREVIATIONS = frozenset(
     """,
     )
 )
-_BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s+[\"'“‘(\[]?[^\s\"'“‘(\[a-z])|[.!?…]+[\"'”’)\]]*$")
+# A run of sentence marks (and the closers after it) is taken whole, from its first mark:
+# possessive runs and the look-behind keep the search linear on "....." or "!!!!!" (a match that
+# fails from the first mark of a run fails from every later one, so nothing else changes).
+_BOUNDARY = re.compile(
+    r"(?<![.!?…])[.!?…]++[\"'”’)\]]*+"
+    r"(?:(?=\s++[\"'“‘(\[]?[^\s\"'“‘(\[a-z])|$)"
+)
 # Characters looked back from a full stop for the word it ends (abbreviations are far shorter).
 _LOOK_BACK = 32
 _LINE = re.compile(r"[^\n]+")
 _MARKER = re.compile(
     r"^\s*(?:#{1,6}\s+|>\s*|[-*+•·]\s+|\(?\d{1,3}[.)]\s+|\(?[a-zA-Z][.)]\s+)?(?:\*\*|__)?\s*"
 )
-_TRAILING = re.compile(r"(?:\s|\*\*|__|\*)+$")
 
 
 class Segment(NamedTuple):
@@ -51,6 +56,31 @@ class Segment(NamedTuple):
     """End offset (exclusive)."""
     kind: SegmentKind
     """"claim", or why it is not one: "preamble", "refusal", "question", "heading"."""
+
+
+def _trailing_start(line: str) -> int:
+    """Where the trailing whitespace and bold/italic markers of ``line`` begin (``len`` if none).
+
+    A backward scan, linear in the line. The pattern it replaces (whitespace, ``**``, ``__`` or
+    ``*``, repeated up to the end) was tried from every start and backtracked over every split of
+    a run of asterisks into ``**`` and ``*``: exponential. Underscores count only in pairs, so of
+    an odd run of them the first stays in the body.
+    """
+    i = len(line)
+    while i > 0:
+        ch = line[i - 1]
+        if ch.isspace() or ch == "*":
+            i -= 1
+        elif ch == "_":
+            run = i
+            while run > 0 and line[run - 1] == "_":
+                run -= 1
+            if (i - run) % 2:
+                return run + 1
+            i = run
+        else:
+            break
+    return i
 
 
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
@@ -158,12 +188,11 @@ def split_claims(text: str, *, clause_min_words: int = 5) -> list[Segment]:
     out: list[Segment] = []
     after_source = False
     for line in _LINE.finditer(text):
-        ls, le = line.start(), line.end()
+        ls = line.start()
         raw = line.group()
         marker = _MARKER.match(raw)
         body_start = ls + (marker.end() if marker else 0)
-        trail = _TRAILING.search(raw)
-        body_end = ls + trail.start() if trail else le
+        body_end = ls + _trailing_start(raw)
         if body_end <= body_start:
             continue
         heading = raw.lstrip().startswith("#") or (

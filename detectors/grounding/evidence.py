@@ -7,12 +7,13 @@ once however many responses or regenerations are checked against them.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import threading
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import pairwise
+from itertools import islice, pairwise
 
 import faiss
 import numpy as np
@@ -21,21 +22,31 @@ from numpy.typing import NDArray
 from detectors.grounding.embedders import Embedder, RequestFitted, embed_all
 from detectors.grounding.fields import BoolField, bool_fields
 from detectors.grounding.lexicon import content_stems, prefix, stem, tokens
-from detectors.grounding.numbers import NumberMention, find_numbers, same_quantity
+from detectors.grounding.numbers import (
+    NumberMention,
+    compatible_kinds,
+    find_numbers,
+    same_quantity,
+)
 from detectors.grounding.passages import Passage, split_contexts
 from scope_guard.errors import InputError
 
 __all__ = ["Evidence", "NumberIndex", "build_evidence", "contexts_key"]
 
 _OMP_LOCK = threading.Lock()
+# Mentions examined per number look-up: thousands of distinct values within one claim's rounding
+# (a crafted context) must not make each look-up linear in the context.
+_MAX_SCAN = 4096
 
 
 class NumberIndex:
     """The numbers of the contexts and question, sorted by value for range look-ups.
 
-    A claimed number is looked up in the window its rounding allows, then checked with
-    :func:`~detectors.grounding.numbers.same_quantity` (kinds, exactness), so a look-up costs
-    ``O(log n)`` plus the mentions of that value.
+    A claimed number is looked up in the window its rounding allows, among the kinds it may be
+    (:func:`~detectors.grounding.numbers.compatible_kinds`), then checked with
+    :func:`~detectors.grounding.numbers.same_quantity`, so a look-up costs ``O(log n)`` plus the
+    distinct mentions of that value. A value repeated in one passage is kept once (a context such
+    as "1, 1, 1, ..." must not make every look-up walk all of its copies).
 
     Args:
         mentions: ``(mention, passage id)`` pairs; passage id -1 for the question. Months of ISO
@@ -46,17 +57,31 @@ class NumberIndex:
         kept = sorted(
             ((m, pid) for m, pid in mentions if m.kind != "month"), key=lambda x: x[0].value
         )
-        self._values = [m.value for m, _ in kept]
-        self._entries = kept
+        self._n = len(kept)
+        seen: set[tuple[float, str, int]] = set()
+        by_kind: dict[str, list[tuple[float, int, NumberMention, int]]] = defaultdict(list)
+        for seq, (m, pid) in enumerate(kept):
+            if (m.value, m.kind, pid) not in seen:  # same_quantity reads only value and kind
+                seen.add((m.value, m.kind, pid))
+                by_kind[m.kind].append((m.value, seq, m, pid))
+        self._entries = dict(by_kind)
+        self._values = {k: [e[0] for e in v] for k, v in by_kind.items()}
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._n
 
     def _candidates(self, claimed: NumberMention) -> Iterator[tuple[NumberMention, int]]:
+        """Matching mentions in value order (ties in passage order), at most _MAX_SCAN examined."""
         slack = claimed.tol + 1e-9 * max(abs(claimed.value), 1.0) * 2
-        lo = bisect_left(self._values, claimed.value - slack)
-        hi = bisect_right(self._values, claimed.value + slack)
-        for m, pid in self._entries[lo:hi]:
+        windows = []
+        for kind in compatible_kinds(claimed.kind):
+            values = self._values.get(kind)
+            if values:
+                lo = bisect_left(values, claimed.value - slack)
+                hi = bisect_right(values, claimed.value + slack)
+                windows.append(map(self._entries[kind].__getitem__, range(lo, hi)))
+        merged = heapq.merge(*windows, key=lambda e: (e[0], e[1]))
+        for _, _, m, pid in islice(merged, _MAX_SCAN):
             if same_quantity(claimed, m):
                 yield m, pid
 

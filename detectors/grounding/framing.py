@@ -17,7 +17,7 @@ from itertools import pairwise
 
 __all__ = ["CLAUSE", "WordCounter", "clause_cuts", "lead_in_end", "refusal_spans"]
 
-CLAUSE = re.compile(r";\s+|,\s+(?=(?:and|but|while|whereas|although|though|yet)\s)", re.IGNORECASE)
+CLAUSE = re.compile(r";\s+|,\s++(?=(?:and|but|while|whereas|although|though|yet)\s)", re.IGNORECASE)
 """Where a sentence that joins several facts may be cut into clauses."""
 _WORD_START = re.compile(r"\S+")
 _PREAMBLE_PREFIX = re.compile(
@@ -58,9 +58,12 @@ _COURTESY = re.compile(
     r"(?:feel\s+free|don['\u2019]t\s+hesitate)\s+to\b",
     re.IGNORECASE,
 )
-# Where a clause may start inside a sentence (a refusal is looked for at each of these).
+# Where a clause may start inside a sentence (a refusal is looked for at each of these). A run of
+# whitespace is tried from its first character only and never given back: tried from each of its
+# characters, a long run cost quadratic time (and the match, if any, is the same).
 _CLAUSE_START = re.compile(
-    r"[;:]\s+|,\s+|\s+(?=(?:but|however|although|though|while|whereas|yet)\s)", re.IGNORECASE
+    r"[;:]\s+|,\s+|(?<!\s)\s++(?=(?:but|however|although|though|while|whereas|yet)\s)",
+    re.IGNORECASE,
 )
 _SOURCE_NOUN = (
     r"(?:passages?|contexts?|documents?|texts?|sources?|articles?|excerpts?|information|data|"
@@ -69,15 +72,18 @@ _SOURCE_NOUN = (
 # "the provided passages", "passage 3", "passages 1 and 2", "passage 2 and passage 3".
 _SOURCE = (
     r"(?:(?:the|these|this|those|provided|given|above|retrieved|available|supplied|following|"
-    rf"structured|relevant|original)\s+)*{_SOURCE_NOUN}(?:\s+\#?\d+(?:(?:\s*,\s*|\s+and\s+|"
-    rf"\s+or\s+)(?:{_SOURCE_NOUN}\s+)?\#?\d+)*)?(?:\s+(?:provided|given|above|supplied))?"
+    rf"structured|relevant|original)\s+){{0,8}}{_SOURCE_NOUN}(?:\s+\#?\d+(?:(?:\s*,\s*|\s+and\s+|"
+    rf"\s+or\s+)(?:{_SOURCE_NOUN}\s+)?\#?\d+){{0,16}})?(?:\s+(?:provided|given|above|supplied))?"
 )
-# Words that may open a clause before its subject ("However, the passages ...").
+# Words that may open a clause before its subject ("However, the passages ..."). The repeats are
+# bounded (and the quotes possessive: a subject starts with a letter) because this is matched at
+# every clause start: "but but but ..." or "passages 1, passages 2, ..." unbounded read the rest
+# of the sentence from each start, quadratic time.
 _OPENERS = (
-    r"[\"'\u201c\u2018(\[]*(?:(?:but|and|however|unfortunately|sadly|regrettably|also|still|yet|"
+    r"[\"'\u201c\u2018(\[]*+(?:(?:but|and|however|unfortunately|sadly|regrettably|also|still|yet|"
     r"so|though|although|while|whereas|therefore|thus|hence|additionally|moreover|furthermore|"
     r"overall|finally|similarly|likewise|it\s+(?:seems|appears)(?:\s+that)?|in\s+(?:conclusion|"
-    r"summary)|as\s+(?:a\s+result|such))\b,?\s+)*"
+    r"summary)|as\s+(?:a\s+result|such))\b,?\s++){0,8}"
 )
 _NEGATIVE = r"(?:(?:do|does|did)(?:\s+not|n't|n\u2019t)|cannot|can't|can\s+not|lacks?|omits?)\b"
 # The sources as subject, with any predicate: a clause after it may refer back to them.

@@ -191,6 +191,21 @@ def content_stems(text: str) -> list[tuple[str, Token]]:
     return out
 
 
+_SENTENCE_MARKS = frozenset({".", "!", "?", ":", '"', ""})
+
+
+def _last_visible(text: str, end: int) -> str:
+    """The last non-space character of ``text[:end]`` ("" if none), without copying the prefix.
+
+    Only whitespace is walked over, and the words of one text are apart, so the walks add up to
+    the text's length (slicing ``text[:end]`` for every word was quadratic in a long claim).
+    """
+    i = end
+    while i > 0 and text[i - 1].isspace():
+        i -= 1
+    return text[i - 1] if i else ""
+
+
 def entities(text: str) -> list[Token]:
     """Capitalised word sequences (names, places, organisations) in ``text``.
 
@@ -220,15 +235,7 @@ def entities(text: str) -> list[Token]:
             and _NAME_GAP.fullmatch(text, words[j].end, words[j + 1].start)
         ):
             j += 1
-        sentence_start = tok.start == 0 or text[: tok.start].rstrip()[-1:] in {
-            ".",
-            "!",
-            "?",
-            ":",
-            '"',
-            "\n",
-            "",
-        }
+        sentence_start = tok.start == 0 or _last_visible(text, tok.start) in _SENTENCE_MARKS
         span = Token(text[tok.start : words[j].end], tok.start, words[j].end)
         named = j > i or not (sentence_start or _fold(tok.text) in STOPWORDS)
         if named and _fold(span.text) not in STOPWORDS:

@@ -16,6 +16,7 @@ from detectors.grounding.lexicon import MONTHS
 
 __all__ = [
     "NumberMention",
+    "compatible_kinds",
     "find_numbers",
     "numbers_match",
     "parse_number_words",
@@ -76,6 +77,18 @@ _COMPATIBLE = frozenset(
         for a, b in [("number", k), (k, "number")]
     }
 )
+
+_KINDS: tuple[Kind, ...] = ("number", "money", "percent", "time", "year", "ordinal")
+
+
+_COMPATIBLE_KINDS: dict[str, tuple[Kind, ...]] = {
+    a: tuple(b for b in _KINDS if (a, b) in _COMPATIBLE) for a in _KINDS
+}
+
+
+def compatible_kinds(kind: str) -> tuple[Kind, ...]:
+    """The kinds of evidence that may state a claimed quantity of ``kind`` (none for "month")."""
+    return _COMPATIBLE_KINDS.get(kind, ())
 
 
 class NumberMention(NamedTuple):
@@ -234,14 +247,19 @@ def find_numbers(text: str) -> list[NumberMention]:
     return out
 
 
+_DOT_GROUPS = re.compile(r"\d{1,3}(?:\.\d{3}){2,}")
+_SEPARATORS = re.compile(r"[,\s\u00a0\u2009\u202f]")
+_FOUR_DIGITS = re.compile(r"\d{4}")
+
+
 def _digit_mention(text: str, m: re.Match[str]) -> NumberMention:
     """The mention of a number written with digits (``m`` matched the ``num`` branch)."""
     s, e = m.start(), m.end()
     digits = m.group("digits")
     mantissa, _, exp = digits.lower().partition("e")
-    if re.fullmatch(r"\d{1,3}(?:\.\d{3}){2,}", mantissa):  # "1.000.000": dots group thousands
+    if _DOT_GROUPS.fullmatch(mantissa):  # "1.000.000": dots group thousands
         mantissa = mantissa.replace(".", "")
-    mantissa = re.sub(r"[,\s\u00a0\u2009\u202f]", "", mantissa)
+    mantissa = _SEPARATORS.sub("", mantissa)
     exponent = int(exp) if exp else 0
     value = float(mantissa) * 10.0**exponent
     factor = 1.0
@@ -259,7 +277,7 @@ def _digit_mention(text: str, m: re.Match[str]) -> NumberMention:
         kind = "percent"
     elif m.group("ord"):
         kind = "ordinal"
-    elif 1200 <= value <= 2100 and re.fullmatch(r"\d{4}", digits) and not m.group("neg"):
+    elif 1200 <= value <= 2100 and _FOUR_DIGITS.fullmatch(digits) and not m.group("neg"):
         kind = "year"
     sign = -1.0 if m.group("neg") else 1.0
     tol = _rounding(mantissa, exponent, factor)

@@ -19,10 +19,16 @@ from detectors.grounding.lexicon import split_identifier
 
 __all__ = ["Passage", "split_context", "split_contexts"]
 
-# "key: value" on one line. A digit right before and after the colon is a clock time, not a key
-# ("The meeting starts at 10:30" has no key "The meeting starts at 10").
-_KV_LINE = re.compile(r"[ \t]*([^:\n|]{1,48}?)[ \t]*:(?!(?<=\d:)\d)[ \t]*(\S[^\n]*)")
-_TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}")
+# The longest key of a "key: value" line.
+_MAX_KEY = 48
+_TABLE_SEP = re.compile(r"^\s*+\|?\s*+:?-{2,}")
+# Lines with a non-space, each tried from its start only (from every position of a long blank
+# line, the search was quadratic).
+_TEXT_LINE = re.compile(r"^[^\S\n]*+\S[^\n]*", re.MULTILINE)
+# Scanning for a structured key that is not in the text (a list index, an escaped name) costs the
+# rest of the text; past this many characters per character of the record (plus a floor), keys
+# are no longer looked for and their passages get the whole record's span (best-effort offsets).
+_LOCATE_BUDGET, _LOCATE_FLOOR = 32, 1 << 20
 _PARAGRAPH = re.compile(r"\S(?:.*\S)?(?:\n(?!\s*\n).*\S)*")
 
 
@@ -93,12 +99,16 @@ class _Flattener:
         self.raw, self.offset, self.ci, self.max_words = raw, offset, context_index, max_words
         self.cursor = 0
         self.out: list[Passage] = []
+        self.budget = _LOCATE_BUDGET * len(raw) + _LOCATE_FLOOR
 
     def locate(self, key: str, value: str) -> tuple[int, int]:
-        pos = self.raw.find(key, self.cursor) if key else -1
+        pos = self.raw.find(key, self.cursor) if key and self.budget > 0 else -1
         if pos < 0:
+            self.budget -= len(self.raw) - self.cursor
             return self.offset, self.offset + len(self.raw)
-        vpos = self.raw.find(value[:32], pos) if value else -1
+        # Only a value that starts within 64 characters of its key is used: look no further.
+        limit = pos + len(key) + 64 + len(value[:32])
+        vpos = self.raw.find(value[:32], pos, limit) if value else -1
         end = vpos + len(value) if 0 <= vpos < pos + len(key) + 64 else pos + len(key)
         self.cursor = pos + len(key)
         return self.offset + pos, self.offset + min(end, len(self.raw))
@@ -152,16 +162,49 @@ def _table(lines: list[re.Match[str]], ci: int) -> list[Passage]:
     return out
 
 
-def _records(text: str, kv: list[re.Match[str]], ci: int, max_words: int) -> list[Passage]:
+class _KeyValue(NamedTuple):
+    key: str
+    value: str
+    start: int
+    end: int
+
+
+def _key_value(text: str, start: int, end: int) -> _KeyValue | None:
+    """The line ``text[start:end]`` as "key: value", or None.
+
+    The key (1-48 characters, no "|") runs to the first colon, spaces and tabs around it aside; the
+    value is the rest of the line after that colon, from its first non-space. A digit right before
+    and after the colon is a clock time, not a key ("The meeting starts at 10:30" has no key "The
+    meeting starts at 10"). A linear scan: the equivalent regex backtracked over the line's spaces
+    (cubic time on a long line of spaces).
+    """
+    colon = text.find(":", start, end)
+    if colon <= start:
+        return None
+    head = text[start:colon]
+    if "|" in head or "\n" in head:
+        return None
+    key = head.strip(" \t") or head[-1]  # all blank: the one-character key the pattern gave
+    if len(key) > _MAX_KEY:
+        return None
+    if text[colon - 1].isdecimal() and colon + 1 < end and text[colon + 1].isdecimal():
+        return None
+    value = text[colon + 1 : end].lstrip(" \t")
+    if not value or value[0].isspace() or "\n" in value:
+        return None
+    return _KeyValue(key, value, start, end)
+
+
+def _records(text: str, kv: list[_KeyValue], ci: int, max_words: int) -> list[Passage]:
     """One passage per ``key: value`` line; the text between such lines (a note after a record,
     an e-mail's body after its headers) becomes prose passages in place."""
     out: list[Passage] = []
     cursor = 0
     for m in kv:
-        out.extend(_prose(text[cursor : m.start()], cursor, ci, max_words))
-        key, value = m.group(1).strip(), m.group(2).strip()
-        out.append(Passage(f"{split_identifier(key)}: {value}", ci, m.start(), m.end(), key, value))
-        cursor = m.end()
+        out.extend(_prose(text[cursor : m.start], cursor, ci, max_words))
+        key, value = m.key.strip(), m.value.strip()
+        out.append(Passage(f"{split_identifier(key)}: {value}", ci, m.start, m.end, key, value))
+        cursor = m.end
     out.extend(_prose(text[cursor:], cursor, ci, max_words))
     return out
 
@@ -186,11 +229,11 @@ def split_context(text: str, context_index: int = 0, *, max_words: int = 60) -> 
             flat = _Flattener(text[lead:close], lead, context_index, max_words)
             flat.walk(obj)
             return flat.out + _prose(text[close:], close, context_index, max_words)
-    lines = list(re.finditer(r"[^\n]*\S[^\n]*", text))
+    lines = list(_TEXT_LINE.finditer(text))
     is_table = len(lines) >= 3 and all(ln.group().strip().startswith("|") for ln in lines[:3])
     if is_table and _TABLE_SEP.match(lines[1].group()):
         return _table([ln for ln in lines if ln.group().strip().startswith("|")], context_index)
-    kv = [m for m in (_KV_LINE.fullmatch(text, ln.start(), ln.end()) for ln in lines) if m]
+    kv = [m for m in (_key_value(text, ln.start(), ln.end()) for ln in lines) if m]
     if len(lines) >= 3 and len(kv) >= 0.6 * len(lines):
         return _records(text, kv, context_index, max_words)
     return _prose(text, 0, context_index, max_words)

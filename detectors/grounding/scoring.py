@@ -25,6 +25,7 @@ a rule of thumb, deliberately simple; the calibrated probe learns the weights fr
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from itertools import pairwise
 from typing import NamedTuple
@@ -135,15 +136,16 @@ def _mismatched_numbers(text: str, mentions: list[NumberMention], evidence: Evid
     if not mentions:
         return 0
     cs = content_stems(text)
+    starts = [tok.start for _, tok in cs]
     bad = 0
     for m in mentions:
         holders = evidence.numbers.holders(m, _MAX_HOLDERS)
+        # Only the words within the window (found by bisection: a claim with many numbers and
+        # words must not compare every number with every word).
+        lo = bisect_left(starts, m.start - _NUMBER_WINDOW)
+        hi = bisect_right(starts, m.start + _NUMBER_WINDOW)
         near = {
-            s
-            for s, tok in cs
-            if abs(tok.start - m.start) <= _NUMBER_WINDOW
-            and not (m.start <= tok.start < m.end)
-            and s in evidence.stems
+            s for s, tok in cs[lo:hi] if not (m.start <= tok.start < m.end) and s in evidence.stems
         }
         if not holders or not near:
             continue
@@ -189,9 +191,10 @@ def check_claim(
     grams = list(pairwise(words))
     novel_bigram_rate = sum(g not in evidence.bigrams for g in grams) / len(grams) if grams else 0.0
     nums = find_numbers(text)
-    bad_num_mentions = [m for m in nums if not _number_supported(m, evidence)]
+    num_ok = [_number_supported(m, evidence) for m in nums]
+    bad_num_mentions = [m for m, ok in zip(nums, num_ok, strict=True) if not ok]
     bad_nums = [m.text for m in bad_num_mentions]
-    ok_num_mentions = [m for m in nums if m not in bad_num_mentions]
+    ok_num_mentions = [m for m, ok in zip(nums, num_ok, strict=True) if ok]
     # Numbers are content too: a supported one counts as a covered word ("open 11 am to 5 pm").
     n_items, n_ok = len(set(stems)) + len(nums), len(nums) - len(bad_nums)
     coverage = (coverage * len(set(stems)) + n_ok) / n_items if n_items else 1.0
