@@ -57,8 +57,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# Bounded digits: no SAE has a 7-digit layer or L0, and int() refuses > 4300 digits.
 _GS1_TAIL = re.compile(
-    r"^layer_(?P<layer>\d+)/width_(?P<width>\w+)/(?P<l0>average_l0_\d+|canonical)$"
+    r"^layer_(?P<layer>[0-9]{1,6})/width_(?P<width>\w+)/(?P<l0>average_l0_[0-9]{1,6}|canonical)$"
 )
 
 

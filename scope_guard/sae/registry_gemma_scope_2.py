@@ -39,9 +39,9 @@ __all__ = [
 
 _RELEASE = re.compile(r"^gemma-scope-2-(?P<size>[0-9a-z]+?)-(?P<variant>pt|it)-(?P<site>[a-z-]+)$")
 _TAIL = re.compile(
-    r"^layer_(?P<layer>\d+)[/_]width_(?P<width>[0-9a-z]+?)[/_]l0_(?P<bucket>[0-9a-z_]+)$"
+    r"^layer_(?P<layer>[0-9]{1,6})[/_]width_(?P<width>[0-9a-z]+?)[/_]l0_(?P<bucket>[0-9a-z_]+)$"
 )
-_SEED_SUFFIX = re.compile(r"_seed_\d+$")
+_SEED_SUFFIX = re.compile(r"_seed_[0-9]+$")
 
 
 @functools.cache

@@ -393,3 +393,18 @@ def test_1b_sae_for_a_270m_reader_is_refused_naming_both_widths(tmp_path: Path) 
         load_sae(ID_1B, expected_d_model=width, cache_dir=tmp_path / "empty")
     with pytest.raises(ConfigError, match=r"d_model=1152.*d_model=640"):
         load_sae(resolve_sae_id(ID_1B), expected_d_model=width, cache_dir=tmp_path / "empty")
+
+
+@pytest.mark.parametrize(
+    "sae_id",
+    [
+        # Past Python's 4300-digit int limit: was a bare ValueError from int().
+        "gemma-scope-2-270m-pt-res/layer_" + "9" * 5000 + "/width_16k/l0_small",
+        "gemma-scope-2b-pt-res/layer_" + "9" * 5000 + "/width_16k/canonical",
+        "gemma-scope-2b-pt-res/layer_20/width_16k/average_l0_" + "7" * 5000,
+        "gemma-scope-2-270m-pt-res/layer_" + "9" * 40 + "/width_16k/l0_small",
+    ],
+)
+def test_huge_layer_numbers_are_a_config_error(sae_id: str) -> None:
+    with pytest.raises(ConfigError, match=r"cannot parse|no layer"):
+        resolve_sae_id(sae_id)
