@@ -168,6 +168,7 @@ class GroundingDetector:
                 novel_words=chk.novel_words,
                 negation_unsupported=chk.negation_unsupported,
                 field_conflicts=chk.field_conflicts,
+                contradictions=[f"{k.kind}: {k.text}" for k in chk.contradictions],
                 unsupported_spans=[
                     (c.start + a, c.start + b) for a, b in unsupported_spans(c.text, chk.item_spans)
                 ],

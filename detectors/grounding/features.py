@@ -34,11 +34,15 @@ response without claims: support-like minima are 1, rates are 0.
 | log_unsupported_entities | ``log1p`` of unsupported_entities |
 | local_coverage_min, local_coverage_mean | claim words around one best passage |
 | mismatched_number_rate | supported numbers whose neighbouring words no holder passage has, share |
+| contradicted_claims | claims their best passages contradict (flipped polarity, moved items) |
 
 Features from ``log_passages`` on were added in version 2. Version 3 keeps the names and order
 and changes what feeds them: numbers match exactly unless the claim rounds them, with kinds and
 signs compared; only the lead-in or refusal clause of a sentence is left out of the claims (the
 rest is checked); key:value blocks keep their prose lines; field negation stays in its clause.
+Version 4 adds ``contradicted_claims`` (:mod:`detectors.grounding.contradiction`), counts those
+claims in ``flagged_claim_fraction``, and lowers their support (so ``support_*`` and
+``weak_claim_fraction`` move too).
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ def is_question(text: str | None) -> bool:
     return "?" in text or first in _QUESTION_WORDS
 
 
-FEATURES_VERSION = 3
+FEATURES_VERSION = 4
 FEATURE_NAMES: tuple[str, ...] = (
     "n_claims",
     "n_non_claims",
@@ -114,6 +118,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "local_coverage_min",
     "local_coverage_mean",
     "mismatched_number_rate",
+    "contradicted_claims",
 )
 
 
@@ -174,6 +179,7 @@ def grounding_features(
             or c.unsupported_entities
             or c.negation_unsupported
             or c.field_conflicts
+            or c.contradictions
         )
         for c in checks
     )
@@ -215,6 +221,7 @@ def grounding_features(
         float(local.min()),
         float(local.mean()),
         _rate(mismatched, ok_nums),
+        float(sum(bool(c.contradictions) for c in checks)),
     ]
 
 

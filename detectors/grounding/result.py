@@ -48,6 +48,10 @@ class ClaimResult(BaseModel):
     novel_words: list[str] = Field(description="Content words no passage holds.")
     negation_unsupported: bool = Field(description="The claim negates where its passages do not.")
     field_conflicts: list[str] = Field(description="Yes/no fields stated with the wrong polarity.")
+    contradictions: list[str] = Field(
+        default_factory=list,
+        description='What the best passages contradict: "polarity: open", "moved: 12".',
+    )
     unsupported_spans: list[tuple[int, int]] = Field(
         description="Response offsets of the claim's phrases that hold its unsupported items."
     )

@@ -18,8 +18,10 @@ Signals, each in [0, 1] or a count:
   structured yes/no fields stated with the wrong polarity (:mod:`detectors.grounding.fields`).
 
 The support score is the mean of similarity, coverage and global coverage (``1 - novel_rate``),
-halved for every unsupported number or field conflict and scaled by 3/4 for every unsupported
-entity or negation:
+halved for every unsupported number or field conflict, scaled by 3/4 for every unsupported
+entity or negation and by 1/4 for each of (at most two) contradictions - a polarity pair or a
+negation flipped against the best passage's clause, or a number or name moved to another
+subject (:mod:`detectors.grounding.contradiction`):
 a rule of thumb, deliberately simple; the calibrated probe learns the weights from data.
 """
 
@@ -33,6 +35,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from detectors.grounding.contradiction import Contradiction, contradictions
 from detectors.grounding.evidence import Evidence
 from detectors.grounding.fields import field_conflicts
 from detectors.grounding.lexicon import NEGATIONS, content_stems, entities, prefix, stem, tokens
@@ -82,6 +85,8 @@ class ClaimCheck(NamedTuple):
     """Number mentions whose value some passage holds."""
     mismatched_numbers: int = 0
     """Supported numbers whose neighbouring claim words no passage holding them contains."""
+    contradictions: tuple[Contradiction, ...] = ()
+    """What the best passages contradict in their own words (flipped polarity, moved items)."""
 
 
 def _greedy_coverage(
@@ -120,6 +125,9 @@ _NUMBER_WINDOW = 40
 _NUMBER_MATCH_MIN = 1.0 / 3.0
 # Holder passages examined per number (a year or a small count may occur everywhere).
 _MAX_HOLDERS = 64
+# Support factor per contradiction (two at most): a claim its own evidence contradicts is weak
+# however many of its words the contexts hold (0.25 takes a well-covered claim below 0.3).
+_CONTRADICTED = 0.25
 
 
 def _local_coverage(stems: set[str], evidence: Evidence, pids: list[int]) -> float:
@@ -216,17 +224,26 @@ def check_claim(
         for p in near
     )
     found_conflicts = field_conflicts(text, evidence.fields)
+    # Prose passages only: yes/no fields have their own polarity check (field_conflicts).
+    contra = tuple(
+        contradictions(
+            text,
+            [evidence.passages[p].text for p in sorted(near) if evidence.passages[p].field is None],
+        )
+    )
     conflicts = [name for name, _, _ in found_conflicts]
     items = sorted(
         {(t.start, t.end) for t in [*novel_toks, *bad_ent_toks]}
         | {(m.start, m.end) for m in bad_num_mentions}
         | {(s, e) for _, s, e in found_conflicts}
+        | {(c.start, c.end) for c in contra}
     )
     base = (similarity + coverage + (1.0 - novel_rate)) / 3.0
     support = (
         base
         * 0.5 ** (len(bad_nums) + len(conflicts))
         * 0.75 ** (len(bad_ents) + int(negation_unsupported))
+        * _CONTRADICTED ** min(len(contra), 2)
     )
     if not evidence.passages:
         support = 0.0  # no evidence at all: nothing is supported
@@ -249,4 +266,5 @@ def check_claim(
         local_coverage=_local_coverage(set(stems), evidence, [p for p, _ in pairs]),
         supported_numbers=len(ok_num_mentions),
         mismatched_numbers=_mismatched_numbers(text, ok_num_mentions, evidence),
+        contradictions=contra,
     )

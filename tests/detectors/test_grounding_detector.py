@@ -239,7 +239,7 @@ def test_request_features_v2(detector: GroundingDetector) -> None:
         "The bridge opened in 1937 to huge crowds of tourists.", [CONTEXT], question="When?"
     )
     feats = res.feature_dict()
-    assert res.features_version == 3
+    assert res.features_version == 4
     assert feats["has_question"] == 1.0
     assert feats["log_passages"] == pytest.approx(math.log1p(3))
     # 4 of the 10 words are in no context: "huge", "crowds", "tourists" and even "of".
