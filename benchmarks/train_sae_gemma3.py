@@ -108,18 +108,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="SAE folder (outside the repo)")
     p.add_argument("--results", type=Path, default=None, help="results JSON")
     p.add_argument("--read-tokens", type=int, default=400_000, help="most tokens read")
-    p.add_argument("--read-minutes", type=float, default=14.0)
-    p.add_argument("--train-minutes", type=float, default=14.0)
-    p.add_argument("--eval-tokens", type=int, default=8192)
-    p.add_argument("--ce-tokens", type=int, default=4096)
-    p.add_argument("--explain-tokens", type=int, default=8192)
+    p.add_argument("--read-minutes", type=float, default=12.0)
+    p.add_argument("--train-minutes", type=float, default=15.0)
+    p.add_argument("--eval-tokens", type=int, default=4096)
+    p.add_argument("--ce-tokens", type=int, default=2048)
+    p.add_argument("--explain-tokens", type=int, default=4096)
     p.add_argument("--context-size", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--bandwidth", type=float, default=0.05)
     p.add_argument("--target-l0", type=float, default=50.0)
     p.add_argument("--l0-coefficient", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dead-after", type=int, default=30_000, help="tokens silent = dead")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     started = time.monotonic()
@@ -146,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         l0_coefficient=args.l0_coefficient,
         target_l0=args.target_l0,
         seed=args.seed,
-        dead_after_tokens=200_000,
-        resample_every_tokens=200_000,
+        dead_after_tokens=args.dead_after,
+        resample_every_tokens=args.dead_after,
         buffer_tokens=65_536,
         log_every_steps=10,
     )
@@ -188,11 +189,11 @@ def main(argv: list[str] | None = None) -> int:
 
     result = trainer.run(on_progress=progress)
 
-    windows = first_windows(reader.tokenizer, held, args.context_size, args.eval_tokens)
+    windows = first_windows(reader.tokenizer, held, args.context_size, args.eval_tokens, seed=0)
     t0 = time.monotonic()
     lm = load_causal_lm(model_folder_of(reader), dtype=reader.dtype, device=reader.device)
     base_eval = evaluate_sae(result.sae, reader, site, windows, lm=None)
-    ce_windows = first_windows(reader.tokenizer, held, args.context_size, args.ce_tokens)
+    ce_windows = first_windows(reader.tokenizer, held, args.context_size, args.ce_tokens, seed=0)
     ce_eval = evaluate_sae(result.sae, reader, site, ce_windows, lm=lm)
     evaluation = base_eval._replace(cross_entropy=ce_eval.cross_entropy)
     eval_s = time.monotonic() - t0
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         reader, site, config, result, data=data, heldout=held, evaluation=evaluation
     )
     write_sae_folder(args.out, result.sae, l0=evaluation.mean_l0, manifest=manifest, report=report)
-    scan = first_windows(reader.tokenizer, train, args.context_size, args.explain_tokens)
+    scan = first_windows(reader.tokenizer, train, args.context_size, args.explain_tokens, seed=1)
     contexts = top_contexts(result.sae, reader, scan, batch_size=16)
     write_explanations(
         args.out,

@@ -93,14 +93,31 @@ class EvaluationResult(NamedTuple):
 
 
 def first_windows(
-    tokenizer: Any, corpus: TextCorpus, context_size: int, max_tokens: int
+    tokenizer: Any,
+    corpus: TextCorpus,
+    context_size: int,
+    max_tokens: int,
+    *,
+    seed: int | None = None,
 ) -> list[TokenWindow]:
-    """Windows of the corpus's documents, in corpus order, up to ``max_tokens`` tokens."""
+    """Windows of the corpus's documents up to ``max_tokens`` tokens.
+
+    Args:
+        tokenizer: The reader's tokenizer.
+        corpus: The documents.
+        context_size: Tokens per sequence, BOS included.
+        max_tokens: Stop once this many tokens are gathered.
+        seed: Visit documents in a seeded random order (so that a small sample spans many
+            documents and datasets) instead of corpus order.
+    """
     corpus.require_text()
+    order = list(range(len(corpus)))
+    if seed is not None:
+        order = torch.randperm(len(corpus), generator=torch.Generator().manual_seed(seed)).tolist()
     windows: list[TokenWindow] = []
     total = 0
-    for doc, text in enumerate(corpus.texts):
-        for window in text_windows(tokenizer, text, doc, context_size):
+    for doc in order:
+        for window in text_windows(tokenizer, corpus.texts[doc], doc, context_size):
             if total >= max_tokens:
                 return windows
             windows.append(window)

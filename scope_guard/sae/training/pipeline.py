@@ -196,7 +196,7 @@ def train_sae(
     if result.stopped_by == "steps":
         return TrainedSAE(result.sae, folder, None, None, None)
 
-    windows = first_windows(reader.tokenizer, held, context_size, eval_tokens)
+    windows = first_windows(reader.tokenizer, held, context_size, eval_tokens, seed=0)
     model = _whole_model(reader) if lm == "auto" else lm
     evaluation = evaluate_sae(
         result.sae, reader, parsed, windows, lm=model, batch_size=reader_batch_size
@@ -210,7 +210,7 @@ def train_sae(
         folder, result.sae, l0=evaluation.mean_l0, manifest=manifest, report=report
     )
     if explain_tokens > 0:
-        scan = first_windows(reader.tokenizer, train, context_size, explain_tokens)
+        scan = first_windows(reader.tokenizer, train, context_size, explain_tokens, seed=1)
         contexts = top_contexts(
             result.sae, reader, scan, top_k=explain_top_k, batch_size=reader_batch_size
         )
