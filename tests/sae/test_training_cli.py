@@ -108,3 +108,12 @@ def test_train_sae_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
         == 2
     )
     assert "token count" in capsys.readouterr().err
+
+
+def test_help_lists_the_budget_and_resume_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["train-sae", "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--tokens", "--time-budget", "--resume", "--target-l0", "--width", "--site"):
+        assert option in text
