@@ -40,7 +40,11 @@ def probe_variants(
     features: ExtractedFeatures,
     saes: Mapping[Site, JumpReLUSAE],
     reader: Reader | None,
+    raw_sites: Sequence[Site] = (),
 ) -> list[Variant]:
+    """The detectors to fit: per risk, an SAE probe beside a raw-activation probe (both over the
+    grounding features when there are any); without SAEs, a raw-activation probe at
+    ``raw_sites`` beside the grounding features alone; with neither, grounding alone."""
     grounding = []
     if features.grounding is not None:
         grounding = [
@@ -50,12 +54,31 @@ def probe_variants(
                 version=features.grounding_version,
             )
         ]
+    if (saes or raw_sites) and reader is None:
+        msg = "SAE and raw features need a reader"
+        raise ConfigError(msg)
+    if not saes and raw_sites and reader is not None:
+        raw_only = [
+            FeatureBlock(
+                kind=BlockKind.RAW,
+                site=str(site),
+                pooling=features.pooling,
+                d=reader.site_dim(site),
+            )
+            for site in raw_sites
+        ]
+        if not grounding:
+            return [Variant(str(risk), "raw", raw_only)]
+        return [
+            Variant(str(risk), "raw+grounding", raw_only + grounding),
+            Variant(f"{risk}-grounding", "grounding", grounding),
+        ]
     if not saes:
         if not grounding:
-            msg = "nothing to fit: give a reader with SAEs, or grounding features"
+            msg = "nothing to fit: give a reader with SAEs or raw sites, or grounding features"
             raise ConfigError(msg)
         return [Variant(str(risk), "grounding", grounding)]
-    if reader is None:
+    if reader is None:  # for the type checker: checked above
         msg = "SAE features need a reader"
         raise ConfigError(msg)
     sae_blocks = [

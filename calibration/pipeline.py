@@ -15,7 +15,7 @@ probe is fitted beside a raw-activation probe on the same rows, and both are rep
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -238,13 +238,17 @@ def calibrate(
     grounding: GroundingDetector | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    raw_sites: Sequence[Site | str] | None = None,
 ) -> CalibrationResult:
     """Fit calibrated detectors for ``settings.risk`` and evaluate them on held-out groups.
 
     With ``saes`` (and a reader), fits an SAE probe and a raw-activation baseline on the same
-    rows, each over the grounding features too when ``grounding`` is given. Without SAEs, fits
-    a grounding-only detector (no model weights needed). See
-    :attr:`CalibrationSettings.evaluation` for the two ways rows are held out.
+    rows, each over the grounding features too when ``grounding`` is given. Without SAEs but
+    with ``raw_sites`` (and a reader), fits a raw-activation probe at those sites (over the
+    grounding features, beside a grounding-only detector, when ``grounding`` is given: a reader
+    for which no SAE exists yet). With neither, fits a grounding-only detector (no model
+    weights needed). See :attr:`CalibrationSettings.evaluation` for the two ways rows are
+    held out.
 
     Raises:
         InputError: too few labeled examples or a single class.
@@ -256,10 +260,12 @@ def calibrate(
         msg = f"need at least 20 examples labeled for {risk} with both classes; got {len(data)}"
         raise InputError(msg)
     sae_map = {Site.parse(k): v for k, v in (saes or {}).items()}
+    raw_only = [] if sae_map else [Site.parse(s) for s in (raw_sites or ())]
     features = extract_features(
         data,
         reader=reader,
         saes=sae_map,
+        raw_sites=list(sae_map) or raw_only,
         grounding=grounding,
         cache_dir=cache_dir,
         progress=progress,
@@ -293,7 +299,7 @@ def calibrate(
     breakdown = (field_name, data.field(field_name)[scored]) if field_name else None
 
     detectors, evaluations, held_out = [], [], {}
-    for variant in probe_variants(risk, features, sae_map, reader):
+    for variant in probe_variants(risk, features, sae_map, reader, raw_only):
         X = features.matrix(variant.blocks)
         fitted = _fit_detector(variant, X, y, groups, fit_rows, settings, sae_map)
         if settings.evaluation == "cv":

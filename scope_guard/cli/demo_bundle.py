@@ -1,12 +1,15 @@
 """The demo's detector bundle: calibrated once on the built-in training examples, then cached.
 
-With the stand-in reader the SAE probes are fitted on a random-weight model (meaningless by
-design, shown for the workflow); the grounding features in the fabrication detector are real.
+With the real reader the probes read its activations: SAE probes when an SAE is given, else
+raw-activation probes at the demo's site, over the grounding features for fabrication. With
+the stand-in reader the probes are fitted on a random-weight model (meaningless by design,
+shown for the workflow); the grounding features in the fabrication detector are real.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,10 +24,16 @@ __all__ = ["build_demo_bundle"]
 
 
 def build_demo_bundle(
-    folder: Path, reader: Reader, saes: dict[Site, JumpReLUSAE], *, rebuild: bool = False
+    folder: Path,
+    reader: Reader,
+    saes: dict[Site, JumpReLUSAE],
+    *,
+    raw_sites: Sequence[Site] = (),
+    rebuild: bool = False,
 ) -> Path:
-    """Calibrate fabrication (SAE + grounding; grounding only with the stand-in reader) and
-    sycophancy (SAE) detectors for the demo."""
+    """Calibrate fabrication (reader features + grounding; grounding only with the stand-in
+    reader) and sycophancy (reader features) detectors for the demo. The reader features are
+    the SAE codes of ``saes``, or without SAEs the raw activations at ``raw_sites``."""
     from calibration import CalibrationSettings, calibrate
     from calibration.data import LabeledDataset, LabeledExample
     from detectors.bundle import DetectorBundle
@@ -44,14 +53,21 @@ def build_demo_bundle(
     # With the stand-in, fabrication rests on the (real) grounding features alone: random-model
     # SAE codes would only dilute them. Sycophancy has no other signal than the reader.
     fabrication_saes = {} if reader.is_stand_in else saes
+    fabrication_raw = () if reader.is_stand_in else raw_sites
     plan = (
-        ("fabrication", fabrication_saes, GroundingDetector()),
-        ("sycophancy", saes, None),
+        ("fabrication", fabrication_saes, fabrication_raw, GroundingDetector()),
+        ("sycophancy", saes, raw_sites, None),
     )
-    for risk, risk_saes, grounding in plan:
+    for risk, risk_saes, risk_raw, grounding in plan:
         settings = CalibrationSettings(risk=risk, n_bootstrap=100, n_splits=3)
         result = calibrate(
-            dataset, settings, reader=reader, saes=risk_saes, grounding=grounding, progress=False
+            dataset,
+            settings,
+            reader=reader,
+            saes=risk_saes,
+            raw_sites=risk_raw,
+            grounding=grounding,
+            progress=False,
         )
         detectors.extend(result.bundle.detectors.values())
     bundle = DetectorBundle(

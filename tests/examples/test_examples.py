@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,16 +62,46 @@ def test_calibrate_example(tmp_path, isolated_cache):
     assert (tmp_path / "grounding-report" / "report.html").is_file()
 
 
-def test_demo_shows_a_regeneration_and_a_fallback(tmp_path, capsys):
-    db = tmp_path / "demo.db"
-    assert main(["demo", "--log", str(db)]) == 0
-    text = capsys.readouterr().out
-    assert "STAND-IN" in text
+def _check_demo_output(text, db):
     assert "regenerate" in text
     assert "served (fallback)" in text
-    assert "served (answer): A single ticket costs 4.50 euros" in text
+    assert "served (regenerated): A single ticket costs 4.50 euros" in text
+    assert re.search(r"fabrication 0\.\d\d >= regenerate", text)  # why each action was taken
     rows = _rows(db)
     printed = [line for line in text.splitlines() if line[:2] in ("1 ", "2 ")]
     assert len(rows) == len(printed) >= 5  # one record per attempt shown
     assert {a for _, a in rows} >= {"allow", "regenerate"}
     assert f"risk log: {db}" in text
+    assert re.search(r"requests served: .*fallback [1-9]", text)  # served outcomes counted
+
+
+def test_demo_shows_a_regeneration_and_a_fallback(tmp_path, capsys):
+    db = tmp_path / "demo.db"
+    assert main(["demo", "--miniature", "--log", str(db)]) == 0
+    text = capsys.readouterr().out
+    assert "STAND-IN" in text
+    _check_demo_output(text, db)
+
+
+def test_demo_claims_are_cut_at_a_word_boundary():
+    from scope_guard.cli.demo_cmd import _claim
+
+    text = "It was founded in 1932 by the shipping magnate Harald Voss of Copenhagen."
+    cut = _claim(text)
+    assert cut.endswith(" ...")
+    assert text.startswith(cut.removesuffix(" ..."))
+    assert text[len(cut.removesuffix(" ..."))] == " "
+
+
+@pytest.mark.real_weights
+def test_demo_reads_with_the_real_gemma(tmp_path, capsys, monkeypatch, real_gemma_folder):
+    # The persistent cache: the reader is converted there once, and the demo bundle kept.
+    monkeypatch.setenv("SCOPE_GUARD_CACHE", str(real_gemma_folder.parent.parent))
+    db = tmp_path / "demo.db"
+    assert main(["demo", "--log", str(db)]) == 0
+    text = capsys.readouterr().out
+    assert "reader: gemma-3-270m [Q4_K_M GGUF, dequantized]" in text
+    assert "real weights" in text
+    assert "STAND-IN" not in text
+    assert "mean nothing" not in text
+    _check_demo_output(text, db)
