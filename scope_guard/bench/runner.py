@@ -32,7 +32,10 @@ class BenchConfig:
     """Benchmark settings.
 
     Attributes:
-        shape: ``tiny``, ``small`` or ``gemma-2-2b``.
+        shape: ``tiny``, ``small`` or ``gemma-2-2b`` (random weights), when ``model`` is None.
+        model: A real reader to measure instead (``gemma-3-270m``, a folder, a GGUF).
+        layer: The hooked layer of ``model`` (``resid_post``).
+        d_sae: Width of the random SAE encoded with ``model``.
         tokens: Sequence length of the exchange read (a quarter of it is the response).
         dtype: Reader dtype (``bfloat16``, ``float32``...).
         threads: torch intra-op threads.
@@ -42,6 +45,9 @@ class BenchConfig:
     """
 
     shape: str = "tiny"
+    model: str | None = None
+    layer: int = 9
+    d_sae: int = 16384
     tokens: int = 1024
     dtype: str = "bfloat16"
     threads: int = 2

@@ -1,7 +1,8 @@
 """One benchmark pipeline, run in its own process so that its peak memory is its own.
 
 Invoked by :mod:`scope_guard.bench.runner` as ``python -m scope_guard.bench.worker JSON`` and
-prints one JSON object. Pipelines:
+prints one JSON object. The model is a random-weight Gemma 2 of a named shape, or a real reader
+(``model``: e.g. ``gemma-3-270m``, a folder or a GGUF) read at ``layer``. Pipelines:
 
 - ``floor``: a bare forward pass of the decoder cut to the hooked layer (no hooks, no SAE);
 - ``scope_guard``: :meth:`Reader.read` (tokenize, stopped hooked pass) + full SAE encode + pool;
@@ -70,6 +71,25 @@ def _time(fn: Callable[[], Any], repeats: int) -> list[float]:
     return times
 
 
+def _real_model(spec: dict[str, Any], pipeline: str, dtype: torch.dtype) -> tuple[Any, Any, int]:
+    """A real reader's decoder cut after ``layer`` (the whole model with its LM head for the
+    naive pipeline), its tokenizer, and ``d_model``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from scope_guard.reader.loading import load_decoder, quiet_transformers, text_config
+    from scope_guard.reader.sources import resolve_reader_folder
+
+    folder = resolve_reader_folder(spec["model"], dtype=dtype)
+    layer = int(spec["layer"])
+    if pipeline == "naive":
+        with quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+        return model, tokenizer, int(model.config.hidden_size)
+    loaded = load_decoder(folder, deepest_layer=layer, dtype=dtype, device=torch.device("cpu"))
+    return loaded.decoder, loaded.tokenizer, int(text_config(loaded.config).hidden_size)
+
+
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     from transformers import AutoTokenizer, Gemma2ForCausalLM, Gemma2Model
 
@@ -83,22 +103,28 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     shape = get_shape(spec["shape"])
     pipeline = spec["pipeline"]
     dtype = parse_dtype(spec["dtype"], torch.device("cpu"))
-    site = Site(shape.layer, SiteKind.RESID_POST)
+    real = spec.get("model") is not None
+    layer = int(spec["layer"]) if real else shape.layer
+    site = Site(layer, SiteKind.RESID_POST)
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
 
-    tokenizer = AutoTokenizer.from_pretrained(miniature_model_path())
+    start = time.perf_counter()
+    if real:
+        model, tokenizer, d_model = _real_model(spec, pipeline, dtype)
+        d_sae = int(spec["d_sae"])
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(miniature_model_path())
+        if pipeline == "naive":
+            model = Gemma2ForCausalLM._from_config(shape.config(), dtype=dtype).eval()
+        else:
+            model = Gemma2Model._from_config(shape.config(shape.layer + 1), dtype=dtype).eval()
+        d_model, d_sae = shape.hidden_size, shape.d_sae
+    build_s = time.perf_counter() - start
     encoder = ExchangeEncoder(tokenizer, max_tokens=int(spec["tokens"]) + 64)
     prompt, response = _exchange_text(tokenizer, encoder, int(spec["tokens"]))
-
-    start = time.perf_counter()
-    if pipeline == "naive":
-        model: Any = Gemma2ForCausalLM._from_config(shape.config(), dtype=dtype).eval()
-    else:
-        model = Gemma2Model._from_config(shape.config(shape.layer + 1), dtype=dtype).eval()
-    build_s = time.perf_counter() - start
-    n_latents = int(spec["n_narrow"]) if pipeline == "scope_guard_narrow" else shape.d_sae
-    sae = _random_sae(shape.hidden_size, shape.d_sae, n_latents, site, generator)
+    n_latents = int(spec["n_narrow"]) if pipeline == "scope_guard_narrow" else d_sae
+    sae = _random_sae(d_model, d_sae, n_latents, site, generator)
 
     enc = encoder.encode(prompt, response)
     ids = torch.tensor([enc.input_ids])
@@ -123,7 +149,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                     output_hidden_states=True,
                     use_cache=False,
                 )
-                codes = sae.encode(out.hidden_states[shape.layer + 1][0])
+                codes = sae.encode(out.hidden_states[layer + 1][0])
                 pool_codes(codes[e.response_start :], Pooling.MEAN_MAX)
 
     else:
@@ -133,7 +159,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     median = statistics.median(times)
     return {
         "pipeline": pipeline,
-        "shape": shape.name,
+        "shape": spec["model"] if real else shape.name,
+        "layer": layer,
         "dtype": str(dtype).removeprefix("torch."),
         "threads": int(spec["threads"]),
         "n_tokens": len(enc.input_ids),

@@ -25,6 +25,12 @@ def add_parser(sub: Any) -> None:
         ),
     )
     p.add_argument("--shape", choices=list(SHAPES), default="tiny")
+    p.add_argument(
+        "--model",
+        help="measure a real reader instead of a random shape (gemma-3-270m, a folder, a GGUF)",
+    )
+    p.add_argument("--layer", type=int, default=9, help="hooked layer of --model")
+    p.add_argument("--d-sae", type=int, default=16384, help="random SAE width with --model")
     p.add_argument("--tokens", type=int, default=1024, help="exchange length in tokens")
     p.add_argument("--dtype", default="bfloat16", help="bfloat16, float32, float16 or auto")
     p.add_argument("--threads", type=int, default=2)
@@ -40,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = BenchConfig(
         shape=args.shape,
+        model=args.model,
+        layer=args.layer,
+        d_sae=args.d_sae,
         tokens=args.tokens,
         dtype=args.dtype,
         threads=args.threads,
@@ -62,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         ]
         for name, r in report.results.items()
     ]
-    out(f"shape={config.shape} dtype={config.dtype} threads={config.threads}")
+    what = f"model={config.model} layer={config.layer}" if config.model else f"shape={config.shape}"
+    out(f"{what} dtype={config.dtype} threads={config.threads}")
     out(table(["pipeline", "tokens", "latents", "median ms", "tokens/s", "peak RSS GiB"], rows))
     for key, value in report.ratios.items():
         out(f"{key}: {value:.2f}x")

@@ -16,7 +16,7 @@ from torch import nn
 
 from scope_guard.errors import ConfigError, InputError
 from scope_guard.reader.exchange import EncodedExchange, ExchangeEncoder, replace_surrogates
-from scope_guard.reader.gguf import converted_folder, find_gguf_source, read_source_record
+from scope_guard.reader.gguf import read_source_record
 from scope_guard.reader.hooks import capture_sites, run_until_stopped, site_module
 from scope_guard.reader.identity import WeightDigests, tokenizer_digest
 from scope_guard.reader.loading import (
@@ -25,15 +25,11 @@ from scope_guard.reader.loading import (
     load_decoder,
     parse_device,
     parse_dtype,
-    resolve_model_dir,
     site_dim,
 )
-from scope_guard.reader.miniature import (
-    MINIATURE_LABEL,
-    default_cache_root,
-    miniature_model_path,
-)
+from scope_guard.reader.miniature import MINIATURE_LABEL, miniature_model_path
 from scope_guard.reader.reading import Reading
+from scope_guard.reader.sources import resolve_reader_folder
 from scope_guard.sites import Site, SiteKind
 
 __all__ = ["Reader", "ReaderInfo"]
@@ -175,13 +171,13 @@ class Reader:
             raise ConfigError(msg)
         torch_device = parse_device(device)
         torch_dtype = parse_dtype(dtype, torch_device)
-        gguf = find_gguf_source(model)
-        if gguf is not None:
-            folder = converted_folder(gguf, torch_dtype, default_cache_root())
-        else:
-            folder = resolve_model_dir(
-                model, cache_dir=cache_dir, local_files_only=local_files_only, revision=revision
-            )
+        folder = resolve_reader_folder(
+            model,
+            dtype=torch_dtype,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            revision=revision,
+        )
         record = read_source_record(folder)
         quantization = str(record.get("quantization", "unknown")) if record else None
         loaded = load_decoder(
