@@ -10,6 +10,7 @@ from scope_guard.cli.console import emit_json, note, out
 from scope_guard.cli.inputs import add_reader_arguments, open_reader, open_saes
 from scope_guard.cli.report_output import print_summary, report_payload
 from scope_guard.errors import ConfigError
+from scope_guard.sites import Site
 
 __all__ = ["add_parser", "run"]
 
@@ -42,6 +43,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--report", help="report folder (default: OUT/report)")
     add_reader_arguments(p)
     p.add_argument("--sae", action="append", default=[], help="[SITE=]SOURCE; repeatable")
+    p.add_argument(
+        "--raw-site",
+        action="append",
+        default=[],
+        help="without --sae: fit a raw-activation probe at this site (resid_post@9); repeatable",
+    )
     p.add_argument(
         "--grounding-only", action="store_true", help="no reader: grounding features only"
     )
@@ -110,8 +117,11 @@ def run(args: argparse.Namespace) -> int:
         evaluation=args.evaluation,
         n_outer=args.outer_folds,
     )
-    if args.grounding_only and (args.reader or args.sae):
-        msg = "--grounding-only excludes --reader and --sae"
+    if args.grounding_only and (args.reader or args.sae or args.raw_site):
+        msg = "--grounding-only excludes --reader, --sae and --raw-site"
+        raise ConfigError(msg)
+    if args.sae and args.raw_site:
+        msg = "--raw-site is for a reader without an SAE; with --sae the raw baseline is fitted"
         raise ConfigError(msg)
     if not args.grounding_only and not args.reader:
         msg = "give --reader (and --sae), or --grounding-only"
@@ -125,11 +135,12 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data, args.format, limit=args.limit)
     note(f"loaded {len(dataset)} examples from {args.data} ({args.format})")
     reader, saes = None, {}
+    raw_sites = [Site.parse(s) for s in args.raw_site]
     if not args.grounding_only:
-        saes = open_saes(args.sae, reader_source=args.reader)
+        saes = {} if raw_sites else open_saes(args.sae, reader_source=args.reader)
         reader = open_reader(
             args.reader,
-            list(saes),
+            list(saes) or raw_sites,
             dtype=args.dtype,
             device=args.device,
             max_tokens=args.max_tokens,
@@ -151,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
         settings,
         reader=reader,
         saes=saes,
+        raw_sites=raw_sites,
         grounding=grounding,
         cache_dir=cache,
         progress=not args.no_progress,

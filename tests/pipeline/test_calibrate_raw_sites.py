@@ -76,3 +76,36 @@ def test_the_bundle_scores_the_same_after_a_round_trip(raw_only, reader, tmp_pat
 def test_raw_sites_need_a_reader(tmp_path):
     with pytest.raises(ConfigError, match="need a reader"):
         calibrate(synthetic_rag(), SETTINGS, raw_sites=[SITE], cache_dir=tmp_path, progress=False)
+
+
+def test_cli_raw_site_fits_a_raw_probe_and_evaluates(tmp_path, capsys):
+    import json
+
+    from calibration.adapters.jsonl import write_jsonl
+    from scope_guard.cli.main import main
+
+    data = tmp_path / "data.jsonl"
+    write_jsonl(synthetic_rag(n_sources=12).examples, data)
+    common = ["--no-progress", "--cache-dir", str(tmp_path / "cache"), "--json"]
+    argv = ["calibrate", str(data), "--risk", "fabrication", "--reader", "miniature"]
+    argv += ["--raw-site", SITE, "--out", str(tmp_path / "b"), "--bootstrap", "20", "--folds", "3"]
+    assert main([*argv, *common]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert {e["detector"] for e in payload["evaluations"]} == {
+        "fabrication",
+        "fabrication-grounding",
+    }
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["reader"]["source"] == "miniature"
+    evaluate = ["evaluate", str(data), "--bundle", str(tmp_path / "b"), "--bootstrap", "20"]
+    assert main([*evaluate, *common]) == 0
+    assert json.loads(capsys.readouterr().out)["evaluations"]
+
+
+def test_cli_raw_site_excludes_sae(tmp_path, capsys):
+    from scope_guard.cli.main import main
+
+    argv = ["calibrate", str(tmp_path / "x.jsonl"), "--risk", "fabrication"]
+    argv += ["--reader", "miniature", "--raw-site", SITE, "--sae", "s", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "--raw-site is for a reader without an SAE" in capsys.readouterr().err
