@@ -53,3 +53,31 @@ def test_target_l0_controller_steers_lambda() -> None:
     mean_l0 = float((codes > 0).float().sum(dim=1).mean())
     assert 3.0 <= mean_l0 <= 12.0
     assert result.curve[-1].l0_coefficient > 0.01  # lambda was raised from its start
+
+
+def test_resampling_revives_dead_latents_without_wrecking_the_sae() -> None:
+    planted = planted_activations(n=20_000)
+    config = small_config(token_budget=40_000, resample_dead=False)
+    trainer = Trainer(config, TensorActivations(planted.x))
+    trainer.run()
+    model = trainer.model
+    assert model is not None
+    x = planted.x[:2048] * trainer.scale
+    # Kill half the latents: thresholds far above any pre-activation.
+    dead = torch.arange(0, 96, 2)
+    with torch.no_grad():
+        model.threshold[dead] = 1e6
+    trainer.tokens_since_fired[dead] = config.dead_after_tokens
+    out = model.losses(x, 0.0, config.bandwidth)
+    before = float(out.mse.detach())
+    trainer._resample(x, out.reconstruction)
+    assert trainer.n_resampled == 48
+    codes = model.encode_scaled(x)
+    firing = (codes[:, dead] > 0).float().mean(dim=0)
+    assert float(firing.max()) < 0.5  # each new latent fires on inputs like its source only
+    assert float((firing > 0).float().mean()) > 0.5  # and most do fire on something
+    after = float((codes @ model.W_dec + model.b_dec - x).pow(2).sum(dim=1).mean())
+    assert after < 1.5 * before, (before, after)
+    assert trainer.optimizer is not None
+    sq = trainer.optimizer.state[model.W_enc]["exp_avg_sq"]
+    assert float(sq[:, dead].min()) > 0  # no zero second moments: no giant first steps

@@ -235,7 +235,17 @@ class Trainer:
 
     @torch.no_grad()
     def _resample(self, x: torch.Tensor, recon: torch.Tensor) -> None:
-        """Point dead latents at inputs the SAE reconstructs badly (Bricken et al. 2023)."""
+        """Point dead latents at inputs the SAE reconstructs badly (Bricken et al. 2023).
+
+        Each dead latent gets the direction of one badly reconstructed input's residual (picked
+        with probability proportional to its squared error) as decoder row and, scaled down,
+        as encoder column. Three choices keep a resampling from wrecking the SAE it repairs:
+        the encoder bias centres the input as at initialisation (without it, the residual
+        stream's large mean would switch the new latents on for every token); the threshold
+        starts at half the latent's pre-activation on its own source input, so it fires on
+        inputs like that one only; and Adam's second moments of the new entries start at those
+        of the live latents (at zero, the first steps would be many times the learning rate).
+        """
         cfg, (model, optimizer) = self.config, self._parts()
         dead = torch.nonzero(self.tokens_since_fired >= cfg.dead_after_tokens).flatten()
         if dead.numel() == 0 or dead.numel() <= cfg.resample_min_fraction * cfg.width:
@@ -253,20 +263,30 @@ class Trainer:
         alive = torch.ones(cfg.width, dtype=torch.bool)
         alive[dead] = False
         enc_norm = float(model.W_enc[:, alive].norm(dim=0).mean()) if alive.any() else 1.0
+        W_new = directions.T * (0.2 * enc_norm)  # (d_model, n_dead)
+        b_new = -(model.b_dec @ W_new)
+        pre_on_source = ((x[picks] - model.b_dec) * directions).sum(dim=1) * (0.2 * enc_norm)
         model.W_dec[dead] = directions
-        model.W_enc[:, dead] = directions.T * (0.2 * enc_norm)
-        model.b_enc[dead] = 0.0
-        model.threshold[dead] = cfg.init_threshold
-        for param, index in (
-            (model.W_dec, (dead,)),
-            (model.W_enc, (slice(None), dead)),
-            (model.b_enc, (dead,)),
-            (model.threshold, (dead,)),
+        model.W_enc[:, dead] = W_new
+        model.b_enc[dead] = b_new
+        model.threshold[dead] = (0.5 * pre_on_source).clamp_min(cfg.init_threshold)
+        for param, dim in (
+            (model.W_dec, 0),
+            (model.W_enc, 1),
+            (model.b_enc, 0),
+            (model.threshold, 0),
         ):
             state = optimizer.state.get(param, {})
-            for key in ("exp_avg", "exp_avg_sq"):
-                if key in state:
-                    state[key][index] = 0.0
+            if "exp_avg" in state:
+                state["exp_avg"].index_fill_(dim, dead, 0.0)
+            if "exp_avg_sq" in state and alive.any():
+                sq = state["exp_avg_sq"]
+                typical = sq.index_select(dim, torch.nonzero(alive).flatten()).mean(
+                    dim=dim, keepdim=True
+                )
+                sq.index_copy_(
+                    dim, dead, typical.expand_as(sq.index_select(dim, dead)).contiguous()
+                )
         self.tokens_since_fired[dead] = 0.0
         self.n_resampled += int(dead.numel())
         logger.info("resampled %d dead latents at %d tokens", dead.numel(), self.tokens)
