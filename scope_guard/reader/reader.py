@@ -349,15 +349,19 @@ class Reader:
         ]
 
     def _forward(self, batch: Sequence[EncodedExchange]) -> list[dict[Site, torch.Tensor]]:
-        """One stopped forward pass; per exchange, per site, the response rows."""
+        """One stopped forward pass; per exchange, per site, the response rows.
+
+        No attention mask is passed: padding sits on the right, and causal attention already
+        keeps every real token from seeing it (positions count from 0 in every row either way).
+        An explicit mask would only make transformers build a 4D mask and leave the causal fast
+        path of SDPA (about 7% of a 1,024-token pass on CPU); padded rows are never read.
+        """
         width = max(len(e.input_ids) for e in batch)
         ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
         rows: list[int] = []
         cols: list[int] = []
         for b, e in enumerate(batch):
             ids[b, : len(e.input_ids)] = torch.tensor(e.input_ids, dtype=torch.long)
-            mask[b, : len(e.input_ids)] = 1
             span = range(e.response_start, len(e.input_ids))
             rows.extend([b] * len(span))
             cols.extend(span)
@@ -372,7 +376,6 @@ class Reader:
             run_until_stopped(
                 self.decoder,
                 input_ids=ids.to(device),
-                attention_mask=mask.to(device),
                 use_cache=False,
             )
         counts = [e.n_response_tokens for e in batch]

@@ -129,3 +129,17 @@ def test_gemma3_multimodal_checkpoint_reads_its_language_model(miniature_dir, tm
     torch.testing.assert_close(
         reader.read(PROMPT, RESPONSE).activation("resid_post@1"), hidden[2][0, enc.response_start :]
     )
+
+
+def test_gemma3_padded_batch_equals_single_reads(gemma3_text):
+    """Right padding with no attention mask: causal attention keeps real tokens off the pads,
+    also across Gemma 3's sliding window (8 tokens here)."""
+    folder, _ = gemma3_text
+    reader = Reader.from_pretrained(folder, ["resid_post@3"], dtype="float32")
+    exchanges = [(PROMPT * 3, RESPONSE), ("Q?", "Yes."), (PROMPT, RESPONSE * 2)]
+    batched = reader.read_batch(exchanges, batch_size=3)
+    for (prompt, response), got in zip(exchanges, batched, strict=True):
+        single = reader.read(prompt, response)
+        torch.testing.assert_close(
+            got.activation("resid_post@3"), single.activation("resid_post@3")
+        )
