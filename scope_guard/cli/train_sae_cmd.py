@@ -89,10 +89,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     p.add_argument("--batch-size", type=int, default=1024, help="tokens per step")
     p.add_argument("--buffer-tokens", type=int, default=65_536, help="shuffling buffer size")
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--l0-coefficient", type=float, default=1.0, help="lambda (start value)")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument(
+        "--l0-coefficient", type=float, default=0.2, help="lambda (with --target-l0: its start)"
+    )
     p.add_argument("--target-l0", type=float, help="steer lambda toward this mean L0")
-    p.add_argument("--bandwidth", type=float, default=0.001, help="STE kernel width")
+    p.add_argument("--bandwidth", type=float, default=0.05, help="STE kernel width")
     p.add_argument("--context-size", type=int, default=256, help="tokens per sequence (BOS incl.)")
     p.add_argument("--eval-tokens", default="16k", help="held-out tokens evaluated")
     p.add_argument("--explain-tokens", default="50k", help="tokens scanned for top contexts")
