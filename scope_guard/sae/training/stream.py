@@ -104,6 +104,10 @@ def text_windows(tokenizer: Any, text: str, doc: int, context_size: int) -> list
 def read_windows(reader: Reader, site: Site, windows: Sequence[TokenWindow]) -> list[torch.Tensor]:
     """Read windows in one stopped forward pass; per window its tokens' activations at ``site``.
 
+    As in :class:`~scope_guard.reader.Reader`, no attention mask is passed: padding sits on the
+    right, where causal attention keeps every real token from seeing it, and a mask would move
+    SDPA off its causal fast path.
+
     Returns:
         One ``(len(window.ids), d)`` tensor per window, in the reader's dtype, on the CPU.
     """
@@ -113,13 +117,11 @@ def read_windows(reader: Reader, site: Site, windows: Sequence[TokenWindow]) -> 
     prefix = [] if bos is None else [int(bos)]
     width = len(prefix) + max(len(w.ids) for w in windows)
     ids = torch.full((len(windows), width), reader.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(windows), width), dtype=torch.long)
     rows: list[int] = []
     cols: list[int] = []
     for b, window in enumerate(windows):
         seq = [*prefix, *window.ids]
         ids[b, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[b, : len(seq)] = 1
         rows.extend([b] * len(window.ids))
         cols.extend(range(len(prefix), len(seq)))
     device = reader.device
@@ -137,7 +139,6 @@ def read_windows(reader: Reader, site: Site, windows: Sequence[TokenWindow]) -> 
         run_until_stopped(
             reader.decoder,
             input_ids=ids.to(device),
-            attention_mask=mask.to(device),
             use_cache=False,
         )
     acts = captured[site].to("cpu")
