@@ -260,7 +260,8 @@ def calibrate(
         msg = f"need at least 20 examples labeled for {risk} with both classes; got {len(data)}"
         raise InputError(msg)
     sae_map = {Site.parse(k): v for k, v in (saes or {}).items()}
-    raw_only = [] if sae_map else [Site.parse(s) for s in (raw_sites or ())]
+    # dict.fromkeys: one site spelled twice (resid_post@2, blocks.2.hook_resid_post) is one block
+    raw_only = [] if sae_map else list(dict.fromkeys(Site.parse(s) for s in (raw_sites or ())))
     features = extract_features(
         data,
         reader=reader,

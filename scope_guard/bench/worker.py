@@ -76,15 +76,27 @@ def _real_model(spec: dict[str, Any], pipeline: str, dtype: torch.dtype) -> tupl
     naive pipeline), its tokenizer, and ``d_model``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from scope_guard.reader.loading import load_decoder, quiet_transformers, text_config
+    from scope_guard.errors import ConfigError
+    from scope_guard.reader.loading import (
+        load_decoder,
+        quiet_transformers,
+        refuse_remote_code,
+        text_config,
+    )
     from scope_guard.reader.sources import resolve_reader_folder
 
     folder = resolve_reader_folder(spec["model"], dtype=dtype)
     layer = int(spec["layer"])
+    refuse_remote_code(folder)
     if pipeline == "naive":
         with quiet_transformers():
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
-            tokenizer = AutoTokenizer.from_pretrained(folder)
+            model = AutoModelForCausalLM.from_pretrained(
+                folder, dtype=dtype, trust_remote_code=False
+            ).eval()
+            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        if layer >= int(text_config(model.config).num_hidden_layers):
+            msg = f"--layer {layer} is beyond the model's layers"
+            raise ConfigError(msg)
         return model, tokenizer, int(model.config.hidden_size)
     loaded = load_decoder(folder, deepest_layer=layer, dtype=dtype, device=torch.device("cpu"))
     return loaded.decoder, loaded.tokenizer, int(text_config(loaded.config).hidden_size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 from collections import Counter
 from pathlib import Path
@@ -93,18 +94,26 @@ def _guard(args: argparse.Namespace, cache: Path, log: Path) -> Any:
     if source != MINIATURE:
         note(f"loading the reader {source} (a first load converts it once; cached) ...")
     reader = open_reader(source, sites, dtype=args.dtype, device=args.device, max_tokens=1024)
+    from detectors.bundle_manifest import sae_fingerprint
     from detectors.grounding import FEATURES_VERSION
     from scope_guard._version import __version__
 
     name = "stand-in" if reader.is_stand_in else reader.fingerprint[:12]
     where = "-".join(str(s).replace("@", "") for s in sites)
-    # A new scope-guard, grounding feature set, reader or site recalibrates the demo bundle.
-    folder = cache / f"bundle-{name}-{where}-v{__version__}-g{FEATURES_VERSION}"
-    bundle = build_demo_bundle(folder, reader, saes, raw_sites=raw_sites, rebuild=args.rebuild)
-    guard = ScopeGuard.from_bundle(bundle, reader=reader, risk_log=log)
-    return ScopeGuard.from_bundle(
-        bundle, reader=reader, risk_log=log, policy=_demo_policy(guard, reader.is_stand_in)
+    features = (
+        hashlib.sha256(
+            "|".join(f"{s}={sae_fingerprint(sae)}" for s, sae in sorted(saes.items())).encode()
+        ).hexdigest()[:8]
+        if saes
+        else "raw"
     )
+    # A new scope-guard, grounding feature set, reader, site or SAE recalibrates the bundle.
+    folder = cache / f"bundle-{name}-{where}-{features}-v{__version__}-g{FEATURES_VERSION}"
+    bundle = build_demo_bundle(folder, reader, saes, raw_sites=raw_sites, rebuild=args.rebuild)
+    primary = ScopeGuard.from_bundle(bundle, reader=reader)  # read for its detectors only
+    policy = _demo_policy(primary, reader.is_stand_in)
+    primary.close()
+    return ScopeGuard.from_bundle(bundle, reader=reader, risk_log=log, policy=policy)
 
 
 def _demo_policy(guard: Any, stand_in: bool) -> Any:
@@ -149,8 +158,9 @@ def _claim(text: str) -> str:
     """A claim cut at a word boundary to fit the table."""
     if len(text) <= _CLAIM_CHARS:
         return text
-    cut = text[:_CLAIM_CHARS].rsplit(" ", 1)[0].rstrip(",;:")
-    return cut + " ..."
+    # One character more than fits: a space right after the limit keeps the last whole word.
+    cut = text[: _CLAIM_CHARS + 1].rsplit(" ", 1)[0].rstrip(",;:")
+    return (cut or text[:_CLAIM_CHARS]) + " ..."
 
 
 def _claims(report: dict[str, Any], answer: str | None) -> str:

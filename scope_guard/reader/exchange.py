@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scope_guard.errors import ConfigError, InputError
-from scope_guard.reader.template_render import render_bounded
+from scope_guard.reader.template_render import render_chat_template
 
 __all__ = ["PLAIN_RENDERING", "EncodedExchange", "ExchangeEncoder", "replace_surrogates"]
 
@@ -120,8 +120,9 @@ class ExchangeEncoder:
             {"role": "user", "content": _PROMPT_SENTINEL},
             {"role": "assistant", "content": _RESPONSE_SENTINEL},
         ]
-        rendered = render_bounded(
-            lambda: self.tokenizer.apply_chat_template(messages, tokenize=False)
+        template = self.tokenizer.get_chat_template()
+        rendered = render_chat_template(
+            template, messages, getattr(self.tokenizer, "special_tokens_map", {}) or {}
         )
         if rendered.count(_PROMPT_SENTINEL) != 1 or rendered.count(_RESPONSE_SENTINEL) != 1:
             msg = "the chat template does not place the user and assistant text exactly once"
@@ -177,7 +178,13 @@ class ExchangeEncoder:
             response_ids = [response_ids[i] for i in keep]
             response_offsets = [response_offsets[i] for i in keep]
 
-        overhead = len(self.head_ids) + len(self.middle_ids)
+        # The plain rendering separates a prompt from the response; with no prompt (none given,
+        # or none left after the cut) there is nothing to separate, and the separator's tokens
+        # go to the response. A chat template's model-turn prefix always stays.
+        bare = len(self.head_ids) + len(response_ids)
+        no_room = bare + len(self.middle_ids) >= self.max_tokens  # not one prompt token fits
+        plain_alone = not self.uses_chat_template and (not prompt_ids or no_room)
+        overhead = len(self.head_ids) + (0 if plain_alone else len(self.middle_ids))
         room_for_prompt = self.max_tokens - overhead - len(response_ids)
         response_truncated = room_for_prompt < 0
         if response_truncated:
@@ -186,8 +193,6 @@ class ExchangeEncoder:
             room_for_prompt = 0
         dropped = max(0, len(prompt_ids) - room_for_prompt)
         kept_prompt = prompt_ids[dropped:]
-        # The plain rendering separates a prompt from the response; with no prompt left there is
-        # nothing to separate. A chat template's model-turn prefix always stays.
         middle = self.middle_ids if self.uses_chat_template or kept_prompt else []
         input_ids = (*self.head_ids, *kept_prompt, *middle, *response_ids)
         return EncodedExchange(

@@ -151,7 +151,10 @@ def find_gguf_source(model: str | os.PathLike[str]) -> GGUFSource | None:
         builtin = BUILTIN_READERS[text]
         return _builtin_source(builtin)
     path = Path(text).expanduser()
-    if path.suffix.lower() == ".gguf" and path.exists():
+    if path.suffix.lower() == ".gguf" and not path.exists():
+        msg = f"no GGUF file at {path}"
+        raise ArtifactError(msg)
+    if path.suffix.lower() == ".gguf":
         if not path.is_file():
             msg = f"{path} is not a regular file"
             raise ArtifactError(msg)
@@ -192,6 +195,15 @@ def gguf_metadata(path: Path) -> dict[str, Any]:
         msg = (
             f"the GGUF {path.name} holds a {architecture or 'unnamed'!r} model; supported: "
             f"{', '.join(_SUPPORTED_ARCHITECTURES)} (Gemma 2 / Gemma 3)"
+        )
+        raise ConfigError(msg)
+    unmapped = sorted(k for k in reader.fields if k.startswith(f"{architecture}.rope.scaling"))
+    if unmapped:
+        # transformers' GGUF config table has no entry for Gemma's rope scaling (Gemma 3 4B-27B):
+        # converting would give the global layers another rotary embedding, silently.
+        msg = (
+            f"the GGUF {path.name} uses rope scaling ({', '.join(unmapped)}), which its config "
+            "conversion does not carry; read the Hugging Face checkpoint instead"
         )
         raise ConfigError(msg)
     quantization = "unknown"
@@ -239,7 +251,9 @@ def _hf_name(gguf_name: str) -> tuple[str, bool]:
     return f"model.layers.{layer}.{module}.weight", is_norm
 
 
-def _dequantized_tensors(path: Path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+def _dequantized_tensors(
+    path: Path, dtype: torch.dtype, architecture: str
+) -> dict[str, torch.Tensor]:
     """Every tensor of the file, dequantized and cast to ``dtype``, under its HF name."""
     from gguf import GGUFReader, dequantize
 
@@ -256,16 +270,35 @@ def _dequantized_tensors(path: Path, dtype: torch.dtype) -> dict[str, torch.Tens
             weight = torch.from_numpy(array.astype("float32", copy=True))
             if is_norm:
                 weight = weight - 1.0
+            if not bool(torch.isfinite(weight).all()):
+                msg = f"the tensor {tensor.name} of {path} holds NaN or infinite values"
+                raise ArtifactError(msg)
             tensors[name] = weight.to(dtype).contiguous()
     except ArtifactError:
         raise
     except (*_PARSE_ERRORS, NotImplementedError, RuntimeError) as exc:
         msg = f"cannot dequantize the tensors of {path}: {type(exc).__name__}: {exc}"
         raise ArtifactError(msg) from exc
+    _check_architecture(path, architecture, tensors)
     return tensors
 
 
+def _check_architecture(path: Path, architecture: str, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse a header that names another architecture than its tensors hold: Gemma 3 layers
+    have q/k norms, Gemma 2 layers do not (a mislabelled file would drop them silently)."""
+    has_qk_norm = any(name.endswith("self_attn.q_norm.weight") for name in tensors)
+    if has_qk_norm != (architecture == "gemma3"):
+        held = "holds" if has_qk_norm else "lacks"
+        msg = (
+            f"the GGUF {path.name} says {architecture!r} but {held} the q/k norms of Gemma 3 "
+            "layers: its header and its tensors disagree"
+        )
+        raise ArtifactError(msg)
+
+
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+# What a conversion writes besides the tokenizer's files (chat_template.jinja, special tokens...).
+_MODEL_FILES = frozenset({"config.json", "model.safetensors", SOURCE_FILE})
 
 
 def _sibling_tokenizer(source: GGUFSource, cache: Path) -> Path | None:
@@ -288,24 +321,33 @@ def _convert(source: GGUFSource, meta: dict[str, Any], dtype: torch.dtype, out: 
 
     from scope_guard.reader.loading import quiet_transformers
 
-    folder, name = str(source.path.parent), source.path.name
+    # transformers reads the GGUF's folder too (a tokenizer_config.json beside it changes the
+    # tokenizer): give it a private folder that holds nothing but a link to the file.
+    private = Path(tempfile.mkdtemp(prefix=".gguf-", dir=out.parent))
+    (private / "model.gguf").symlink_to(source.path)
+    folder, name = str(private), "model.gguf"
     started = time.perf_counter()
     sibling = _sibling_tokenizer(source, out.parent)
     try:
         with quiet_transformers():
-            config = AutoConfig.from_pretrained(folder, gguf_file=name)
+            config = AutoConfig.from_pretrained(folder, gguf_file=name, trust_remote_code=False)
             # Rebuilding Gemma's 262k-token tokenizer takes half a minute; another dtype's
             # conversion of the same file already holds it.
             if sibling is not None:
-                for file in _TOKENIZER_FILES:
-                    shutil.copyfile(sibling / file, out / file)
+                for file in sibling.iterdir():
+                    if file.name not in _MODEL_FILES and file.is_file():
+                        shutil.copyfile(file, out / file.name)
             else:
-                AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(out)
+                AutoTokenizer.from_pretrained(
+                    folder, gguf_file=name, trust_remote_code=False
+                ).save_pretrained(out)
     except _PARSE_ERRORS as exc:
         msg = f"cannot read the config or tokenizer of {source.path}: {type(exc).__name__}: {exc}"
         raise ArtifactError(msg) from exc
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
     tokenizer_s = time.perf_counter() - started
-    tensors = _dequantized_tensors(source.path, dtype)
+    tensors = _dequantized_tensors(source.path, dtype, meta["architecture"])
     # The weights are plain now: a quantization_config would send transformers down its GGUF path.
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -350,8 +392,7 @@ def converted_folder(source: GGUFSource, dtype: torch.dtype, cache_root: Path) -
     """
     dtype_name = str(dtype).removeprefix("torch.")
     target = cache_root / "gguf" / f"{source.sha256[:16]}-v{_CONVERSION_VERSION}-{dtype_name}"
-    record = read_source_record(target) if target.is_dir() else None
-    if record is not None and record.get("sha256") == source.sha256:
+    if _finished(target, source):
         return target
     meta = gguf_metadata(source.path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -359,14 +400,23 @@ def converted_folder(source: GGUFSource, dtype: torch.dtype, cache_root: Path) -
     staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
     try:
         _convert(source, meta, dtype, staging)
-        if target.exists():  # a stale or foreign folder under our key: replace it
-            shutil.rmtree(target, ignore_errors=True)
+        if _finished(target, source):  # another process finished first; theirs is identical
+            return target
+        if target.exists():  # a stale or foreign folder under our key: move it aside first
+            stale = Path(tempfile.mkdtemp(prefix=".stale-", dir=target.parent))
+            target.rename(stale / "old")
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             staging.rename(target)
-        except OSError:  # another process finished first; theirs is identical
-            if read_source_record(target) is None:
+        except OSError:  # another process renamed its conversion in meanwhile
+            if not _finished(target, source):
                 raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _finished(folder: Path, source: GGUFSource) -> bool:
+    record = read_source_record(folder) if folder.is_dir() else None
+    return record is not None and record.get("sha256") == source.sha256

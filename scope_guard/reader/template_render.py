@@ -1,74 +1,101 @@
-"""Rendering a checkpoint's chat template with bounded time and output.
+"""Rendering a checkpoint's chat template with bounded time, memory and output.
 
 A chat template is a Jinja program that ships with a downloaded checkpoint. transformers runs it
-in Jinja's sandbox, which blocks attribute tricks but not loops: three nested ``range(100000)``
-never finish. The reader renders its template once, at load, so a bound there is enough: a
-trace function stops the rendering when it runs past its time, and the output is checked
-against a size limit (a rendered one-turn exchange is a few hundred characters).
+in Jinja's sandbox, which blocks attribute tricks but not cost: three nested ``range(100000)``
+never finish, ``10 ** 10000000`` runs for seconds inside one C call, ``'x' * 10 ** 10`` asks for
+10 GB. So the reader renders its template in a child process under an OS CPU-time and
+address-space limit, with a wall-clock timeout, and checks the output's size. It renders once
+per distinct template (cached for the process): a reader renders at load, never per request.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import subprocess
 import sys
-import time
-from collections.abc import Callable
-from types import FrameType
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from scope_guard.errors import ConfigError
 
-__all__ = ["MAX_RENDER_CHARS", "MAX_RENDER_SECONDS", "render_bounded"]
+__all__ = [
+    "MAX_RENDER_BYTES",
+    "MAX_RENDER_CHARS",
+    "MAX_RENDER_CPU_SECONDS",
+    "render_chat_template",
+]
 
-MAX_RENDER_SECONDS = 2.0
+MAX_RENDER_CPU_SECONDS = 5
+MAX_RENDER_BYTES = 1 << 30  # address space of the child, interpreter and transformers included
 MAX_RENDER_CHARS = 1 << 20
+# Wall-clock allowance: the child's start (importing transformers' renderer takes ~1 s, more on
+# a busy machine) plus its CPU budget.
+_WALL_SECONDS = 60.0
 
 
-class _RenderTimeout(BaseException):
-    """Raised from the trace function; a BaseException, so no ``except Exception`` inside the
-    template machinery can swallow it."""
-
-
-def render_bounded(
-    render: Callable[[], Any],
+def render_chat_template(
+    template: str,
+    messages: Sequence[Mapping[str, str]],
+    special_tokens: Mapping[str, Any],
     *,
-    seconds: float = MAX_RENDER_SECONDS,
+    cpu_seconds: int = MAX_RENDER_CPU_SECONDS,
     max_chars: int = MAX_RENDER_CHARS,
 ) -> str:
-    """Call ``render()`` (a chat-template rendering) under a time and output-size bound.
+    """Render ``template`` for ``messages`` as ``tokenizer.apply_chat_template`` would
+    (``tokenize=False``, special tokens as variables), under bounds.
 
     Raises:
-        ConfigError: the template ran longer than ``seconds``, rendered more than ``max_chars``
-            characters, rendered something other than a string, or failed.
+        ConfigError: the template failed, ran out of CPU time or memory, timed out, rendered
+            something other than a string, or more than ``max_chars`` characters.
     """
-    deadline = time.monotonic() + seconds
+    tokens = {str(k): v for k, v in special_tokens.items() if isinstance(v, str | list)}
+    key = json.dumps(
+        {"t": template, "m": list(messages), "s": tokens, "c": cpu_seconds, "x": max_chars},
+        sort_keys=True,
+    )
+    return _render_cached(key)
 
-    def tracer(_frame: FrameType, _event: str, _arg: Any) -> Any:
-        if time.monotonic() > deadline:
-            raise _RenderTimeout
-        return tracer
 
-    previous = sys.gettrace()
-    sys.settrace(tracer)
+@functools.lru_cache(maxsize=64)
+def _render_cached(key: str) -> str:
+    spec = json.loads(key)
+    request = {
+        "template": spec["t"],
+        "messages": spec["m"],
+        "special_tokens": spec["s"],
+        "cpu_seconds": spec["c"],
+        "memory_bytes": MAX_RENDER_BYTES,
+        "max_chars": spec["x"],
+    }
     try:
-        rendered = render()
-    except _RenderTimeout:
+        proc = subprocess.run(
+            [sys.executable, "-m", "scope_guard.reader._template_child"],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            timeout=_WALL_SECONDS + spec["c"],
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        msg = "the tokenizer's chat template did not finish rendering one exchange; refusing it"
+        raise ConfigError(msg) from None
+    try:
+        answer = json.loads(proc.stdout) if proc.returncode == 0 else None
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        # Killed by its CPU limit (SIGXCPU) or out of memory before it could answer.
         msg = (
             f"the tokenizer's chat template did not finish rendering one exchange within "
-            f"{seconds:g} s; refusing it (a template that loops would stall every load)"
+            f"{spec['c']} s of CPU and {MAX_RENDER_BYTES >> 20} MiB; refusing it "
+            f"(exit status {proc.returncode})"
         )
-        raise ConfigError(msg) from None
-    except Exception as exc:  # jinja raises its own types; report them as a config problem
-        msg = f"the tokenizer's chat template cannot render a user/assistant exchange: {exc}"
-        raise ConfigError(msg) from exc
-    finally:
-        sys.settrace(previous)
-    if not isinstance(rendered, str):
-        msg = f"the chat template rendered {type(rendered).__name__}, expected str"
         raise ConfigError(msg)
-    if len(rendered) > max_chars:
+    if "error" in answer:
         msg = (
-            f"the chat template rendered {len(rendered):,} characters for one short exchange "
-            f"(limit {max_chars:,}); refusing it"
+            "the tokenizer's chat template cannot render a user/assistant exchange: "
+            f"{answer['error']}"
         )
         raise ConfigError(msg)
-    return rendered
+    return str(answer["text"])

@@ -87,8 +87,21 @@ def tiny_gemma3_model(seed: int = 0) -> torch.nn.Module:
     return model
 
 
-def write_tiny_gemma3_gguf(path: Path, *, seed: int = 0, architecture: str = "gemma3") -> Path:
-    """Write the tiny model as a GGUF at ``path``; returns ``path``."""
+def write_tiny_gemma3_gguf(
+    path: Path,
+    *,
+    seed: int = 0,
+    architecture: str = "gemma3",
+    chat_template: str | None = None,
+    poison: str | None = None,
+) -> Path:
+    """Write the tiny model as a GGUF at ``path``; returns ``path``.
+
+    Args:
+        architecture: The architecture the header names (the tensors are Gemma 3's).
+        chat_template: Stored as ``tokenizer.chat_template`` when given.
+        poison: A GGUF tensor name whose first value is written as NaN.
+    """
     import gguf
 
     model = tiny_gemma3_model(seed)
@@ -120,11 +133,15 @@ def write_tiny_gemma3_gguf(path: Path, *, seed: int = 0, architecture: str = "ge
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(False)
     writer.add_add_space_prefix(False)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
     for name, param in model.state_dict().items():
         if name == "lm_head.weight":  # tied to the embedding
             continue
-        array = param.detach().float().numpy()
+        array = param.detach().float().numpy().copy()
         gname = _hf_to_gguf_name(name)
+        if gname == poison:
+            array.reshape(-1)[0] = np.nan
         if "norm" in name:
             writer.add_tensor(gname, (array + 1.0).astype(np.float32))
             continue

@@ -144,3 +144,18 @@ def test_empty_response(tokenizer):
     enc = ExchangeEncoder(tokenizer, max_tokens=64).encode("prompt", "")
     assert enc.n_response_tokens == 0
     assert enc.response_offsets == ()
+
+
+def test_plain_rendering_gives_the_separators_room_to_the_response(plain_tokenizer):
+    """With no prompt, or none left, the blank line is not read, so it reserves no tokens."""
+    response = "The tower was completed in 1889."
+    n = len(plain_tokenizer(response, add_special_tokens=False)["input_ids"])
+    encoder = ExchangeEncoder(plain_tokenizer, max_tokens=n + 1)  # BOS + the whole response
+    alone = encoder.encode("", response)
+    assert not alone.response_truncated
+    assert alone.n_response_tokens == n
+    squeezed = encoder.encode("A prompt that cannot fit.", response)
+    assert squeezed.prompt_truncated
+    assert not squeezed.response_truncated
+    assert squeezed.input_ids == alone.input_ids
+    assert len(encoder.encode("", response * 3).input_ids) == n + 1

@@ -177,3 +177,59 @@ def test_conversion_record(tiny_gguf):
     assert record["dtype"] == "bfloat16"
     config = json.loads((folder / "config.json").read_text())
     assert "quantization_config" not in config  # plain weights: no GGUF path at load
+
+
+TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>"
+    "{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n{{ m['content'] }}<end_of_turn>\n"
+    "{% endfor %}"
+)
+
+
+def test_a_gguf_chat_template_survives_every_dtype(tmp_path):
+    """The second dtype reuses the first one's tokenizer files, the template included."""
+    path = write_tiny_gemma3_gguf(tmp_path / "it.gguf", seed=3, chat_template=TEMPLATE)
+    f32 = Reader.from_pretrained(path, ["resid_post@0"], dtype="float32")
+    bf16 = Reader.from_pretrained(path, ["resid_post@0"], dtype="bfloat16")
+    assert f32.encoder.uses_chat_template
+    assert bf16.encoder.uses_chat_template
+    assert f32.encoder.rendering == bf16.encoder.rendering
+    assert f32.encoder.encode("Q", "A").input_ids == bf16.encoder.encode("Q", "A").input_ids
+
+
+def test_a_header_that_names_another_architecture_is_refused(tmp_path):
+    path = write_tiny_gemma3_gguf(tmp_path / "liar.gguf", seed=4, architecture="gemma2")
+    with pytest.raises(ArtifactError, match="header and its tensors disagree"):
+        Reader.from_pretrained(path, ["resid_post@0"])
+
+
+def test_non_finite_weights_are_refused_at_conversion(tmp_path):
+    path = write_tiny_gemma3_gguf(tmp_path / "nan.gguf", seed=5, poison="blk.0.attn_norm.weight")
+    with pytest.raises(ArtifactError, match=r"blk\.0\.attn_norm\.weight.*NaN"):
+        Reader.from_pretrained(path, ["resid_post@0"])
+
+
+def test_a_missing_gguf_path_is_not_looked_up_on_the_hub(tmp_path):
+    with pytest.raises(ArtifactError, match="no GGUF file at"):
+        Reader.from_pretrained("models/typo.gguf", ["resid_post@0"])
+
+
+def test_files_beside_the_gguf_are_not_read(tiny_gguf, tmp_path):
+    """A tokenizer_config.json (or code) next to a downloaded GGUF must not change the reader."""
+    folder = tmp_path / "download"
+    folder.mkdir()
+    shutil.copy(tiny_gguf, folder / "w.gguf")
+    (folder / "w2.txt").write_text("")
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "TokenizersBackend", "auto_map": {"AutoTokenizer": "x.Y"}})
+    )
+    (folder / "x.py").write_text("raise SystemExit('ran code')\n")
+    gguf_mod_cache_root = gguf_mod_cache() / "elsewhere"
+    source = gguf_mod.find_gguf_source(folder / "w.gguf")
+    converted = gguf_mod.converted_folder(source, torch.float32, gguf_mod_cache_root)
+    clean = gguf_mod.converted_folder(
+        gguf_mod.find_gguf_source(tiny_gguf), torch.float32, gguf_mod_cache()
+    )
+    assert json.loads((converted / "tokenizer_config.json").read_text()) == json.loads(
+        (clean / "tokenizer_config.json").read_text()
+    )

@@ -55,7 +55,21 @@ def test_malformed_config_is_an_artifact_error(model_copy, config):
         Reader.from_pretrained(model_copy, ["resid_post@1"])
 
 
-@pytest.mark.parametrize("template", [LOOPING_TEMPLATE, FLOODING_TEMPLATE])
+POWER_TEMPLATE = "{% set x = 10 ** 100000000 %}{{ messages[0]['content'] }}"
+HUGE_STRING_TEMPLATE = "{% set x = 'x' * 10 ** 10 %}{{ messages[0]['content'] }}"
+HUGE_FILTER_TEMPLATE = "{{ 'x' | center(2000000000) }}{{ messages[0]['content'] }}"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        LOOPING_TEMPLATE,
+        FLOODING_TEMPLATE,
+        POWER_TEMPLATE,
+        HUGE_STRING_TEMPLATE,
+        HUGE_FILTER_TEMPLATE,
+    ],
+)
 def test_unbounded_chat_templates_are_refused_quickly(miniature_dir, template):
     from transformers import AutoTokenizer
 
@@ -64,7 +78,7 @@ def test_unbounded_chat_templates_are_refused_quickly(miniature_dir, template):
     started = time.monotonic()
     with pytest.raises(ConfigError, match="chat template"):
         ExchangeEncoder(tokenizer, max_tokens=256)
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 60
 
 
 def test_lone_surrogates_are_read_not_refused(miniature_dir):
