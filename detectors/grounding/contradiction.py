@@ -15,6 +15,7 @@ a negation in another clause never counts):
 
 from __future__ import annotations
 
+import functools
 import re
 from bisect import bisect_right
 from typing import Literal, NamedTuple
@@ -106,6 +107,18 @@ class _Clause:
 
     def has_number(self, m: NumberMention) -> bool:
         return any(same_quantity(m, n) for n in self.numbers)
+
+
+# A passage is the best one of many claims, and answers repeat clauses: parse each text once.
+# _Clause is never changed after it is built, so sharing one object is safe.
+@functools.lru_cache(maxsize=8192)
+def _clause(text: str) -> _Clause:
+    return _Clause(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _passage_clauses(passage: str) -> tuple[_Clause, ...]:
+    return tuple(_clause(passage[s:e]) for s, e in clauses(passage))
 
 
 class Contradiction(NamedTuple):
@@ -202,13 +215,13 @@ def contradictions(claim: str, passages: list[str]) -> list[Contradiction]:
     Returns:
         One :class:`Contradiction` per flipped clause or moved item; empty when none.
     """
-    groups = [[_Clause(p[s:e]) for s, e in clauses(p)] for p in passages]
+    groups = [list(_passage_clauses(p)) for p in passages]
     near = [k for g in groups for k in g]
     if not near:
         return []
     out = []
     for s, e in clauses(claim):
-        word = _polarity(_Clause(claim[s:e]), near)
+        word = _polarity(_clause(claim[s:e]), near)
         if word:
             out.append(Contradiction("polarity", word, s, e))
     return out + _moved(claim, groups)
