@@ -67,6 +67,8 @@ def build_demo_bundle(
             saes=risk_saes,
             raw_sites=risk_raw,
             grounding=grounding,
+            # Shared by both risks: the sycophancy rows' activations are read once, not twice.
+            cache_dir=folder.parent / "features",
             progress=False,
         )
         detectors.extend(result.bundle.detectors.values())
