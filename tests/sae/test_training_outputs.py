@@ -180,3 +180,48 @@ def test_delta_ce_is_zero_for_a_perfect_sae_and_zero_ablation_for_an_empty_one(
     ablated = delta_cross_entropy(lm, reader.tokenizer, site, empty, windows)
     assert ablated.spliced == pytest.approx(ablated.zero_ablated, rel=1e-6)
     assert ablated.loss_recovered == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("n_points", [1, 3, 20, 45])
+def test_report_markdown_shows_each_curve_point_once_and_the_last(n_points: int) -> None:
+    from scope_guard.sae.training import TrainingReport
+
+    curve = [
+        {
+            "tokens": float(i),
+            "fvu": 0.1,
+            "l0": 3.0,
+            "l0_coefficient": 1.0,
+            "dead_fraction": 0.0,
+            "lr": 1e-3,
+            "tokens_per_s": 1.0,
+        }
+        for i in range(n_points)
+    ]
+    report = TrainingReport(
+        site="resid_post@2",
+        width=8,
+        tokens_trained=n_points,
+        fvu=0.1,
+        mean_l0=3.0,
+        dead_fraction=0.0,
+        dead_fraction_training=0.0,
+        n_eval_tokens=10,
+        ce_clean=None,
+        ce_spliced=None,
+        ce_zero_ablated=None,
+        delta_ce=None,
+        loss_recovered=None,
+        n_resampled=0,
+        wall_s=1.0,
+        tokens_per_s=1.0,
+        curve=curve,
+    )
+    rows = [
+        line
+        for line in report.markdown().splitlines()
+        if line.startswith("| ") and line.split("|")[1].strip().isdigit()
+    ]
+    tokens = [int(r.split("|")[1]) for r in rows]
+    assert len(tokens) == len(set(tokens))
+    assert tokens[-1] == n_points - 1

@@ -123,7 +123,9 @@ class TrainingReport(BaseModel):
             "|---|---|---|---|---|",
         ]
         step = max(1, len(self.curve) // 20)
-        shown = self.curve[::step] + ([self.curve[-1]] if len(self.curve) % step != 1 else [])
+        shown = self.curve[::step]
+        if self.curve and shown[-1] is not self.curve[-1]:
+            shown.append(self.curve[-1])
         for p in shown:
             lines.append(
                 f"| {int(p['tokens'])} | {p['fvu']:.4f} | {p['l0']:.1f} | "
