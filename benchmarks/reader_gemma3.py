@@ -27,8 +27,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+# llama.cpp's extra buffer types (weight repacking, AMX kernels) crash this machine's llama.cpp
+# build (SIGSEGV in ggml_backend_amx_mul_mat), so they are turned off: llama.cpp then runs its
+# plain quantized kernels, slower than its best on CPUs where repacking works.
 _LLAMA_SNIPPET = r"""
 import json, sys, time
+import llama_cpp.llama_cpp as lc
+_default = lc.llama_model_default_params
+def _params():
+    params = _default()
+    params.use_extra_bufts = False
+    return params
+lc.llama_model_default_params = _params
 from llama_cpp import Llama
 spec = json.loads(sys.argv[1])
 llm = Llama(model_path=spec["path"], n_ctx=spec["tokens"] + 64, n_threads=spec["threads"],
