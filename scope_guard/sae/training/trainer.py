@@ -25,6 +25,7 @@ from scope_guard.sae.training.buffer import ShufflingBuffer
 from scope_guard.sae.training.checkpoint import CheckpointData, read_checkpoint, write_checkpoint
 from scope_guard.sae.training.config import TrainingConfig
 from scope_guard.sae.training.model import TrainableJumpReLU
+from scope_guard.sae.training.resampling import resample_latents
 from scope_guard.sae.training.stream import ActivationSource
 
 __all__ = ["CurvePoint", "Trainer", "TrainingResult"]
@@ -233,63 +234,18 @@ class Trainer:
         dead = self.tokens_since_fired >= self.config.dead_after_tokens
         return float(dead.double().mean())
 
-    @torch.no_grad()
     def _resample(self, x: torch.Tensor, recon: torch.Tensor) -> None:
-        """Point dead latents at inputs the SAE reconstructs badly (Bricken et al. 2023).
-
-        Each dead latent gets the direction of one badly reconstructed input's residual (picked
-        with probability proportional to its squared error) as decoder row and, scaled down,
-        as encoder column. Three choices keep a resampling from wrecking the SAE it repairs:
-        the encoder bias centres the input as at initialisation (without it, the residual
-        stream's large mean would switch the new latents on for every token); the threshold
-        starts at half the latent's pre-activation on its own source input, so it fires on
-        inputs like that one only; and Adam's second moments of the new entries start at those
-        of the live latents (at zero, the first steps would be many times the learning rate).
-        """
+        """Resample the dead latents (see :mod:`.resampling`) when there are enough of them."""
         cfg, (model, optimizer) = self.config, self._parts()
         dead = torch.nonzero(self.tokens_since_fired >= cfg.dead_after_tokens).flatten()
         if dead.numel() == 0 or dead.numel() <= cfg.resample_min_fraction * cfg.width:
             return
-        residual = x - recon
-        weight = residual.pow(2).sum(dim=1).double()
-        if not float(weight.sum()) > 0:
-            return
-        replace = dead.numel() > x.shape[0]
-        picks = torch.multinomial(
-            weight, dead.numel(), replacement=replace, generator=self.resample_generator
-        )
-        directions = residual[picks]
-        directions /= directions.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        alive = torch.ones(cfg.width, dtype=torch.bool)
-        alive[dead] = False
-        enc_norm = float(model.W_enc[:, alive].norm(dim=0).mean()) if alive.any() else 1.0
-        W_new = directions.T * (0.2 * enc_norm)  # (d_model, n_dead)
-        b_new = -(model.b_dec @ W_new)
-        pre_on_source = ((x[picks] - model.b_dec) * directions).sum(dim=1) * (0.2 * enc_norm)
-        model.W_dec[dead] = directions
-        model.W_enc[:, dead] = W_new
-        model.b_enc[dead] = b_new
-        model.threshold[dead] = (0.5 * pre_on_source).clamp_min(cfg.init_threshold)
-        for param, dim in (
-            (model.W_dec, 0),
-            (model.W_enc, 1),
-            (model.b_enc, 0),
-            (model.threshold, 0),
+        if resample_latents(
+            model, optimizer, dead, x, recon, cfg.init_threshold, self.resample_generator
         ):
-            state = optimizer.state.get(param, {})
-            if "exp_avg" in state:
-                state["exp_avg"].index_fill_(dim, dead, 0.0)
-            if "exp_avg_sq" in state and alive.any():
-                sq = state["exp_avg_sq"]
-                typical = sq.index_select(dim, torch.nonzero(alive).flatten()).mean(
-                    dim=dim, keepdim=True
-                )
-                sq.index_copy_(
-                    dim, dead, typical.expand_as(sq.index_select(dim, dead)).contiguous()
-                )
-        self.tokens_since_fired[dead] = 0.0
-        self.n_resampled += int(dead.numel())
-        logger.info("resampled %d dead latents at %d tokens", dead.numel(), self.tokens)
+            self.tokens_since_fired[dead] = 0.0
+            self.n_resampled += int(dead.numel())
+            logger.info("resampled %d dead latents at %d tokens", dead.numel(), self.tokens)
 
     # ------------------------------------------------------------------ one step
     def _train_step(self) -> None:
