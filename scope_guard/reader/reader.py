@@ -352,9 +352,9 @@ class Reader:
         """One stopped forward pass; per exchange, per site, the response rows.
 
         No attention mask is passed: padding sits on the right, and causal attention already
-        keeps every real token from seeing it (positions count from 0 in every row either way).
-        An explicit mask would only make transformers build a 4D mask and leave the causal fast
-        path of SDPA (about 7% of a 1,024-token pass on CPU); padded rows are never read.
+        keeps every real token from seeing it (positions count from 0 in every row either way),
+        so a mask changes nothing that is read; padded rows are never read. (Measured on the
+        real 270M, 1,024 tokens, bf16: no difference in speed either way.)
         """
         width = max(len(e.input_ids) for e in batch)
         ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
