@@ -108,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
         }
         for c in order
     ]
+    # A self-trained SAE has no Neuronpedia pages: its saved top-activating contexts explain it.
+    contexts = _explanations(sae_source)
+    for o in overall:
+        o["contexts"] = [c.render() for c in contexts.get(o["latent"], [])[:3]]
     payload = {
         "reader": reader.name,
         "stand_in": reader.is_stand_in,
@@ -135,8 +139,28 @@ def run(args: argparse.Namespace) -> int:
     out(table(["token", f"top {k} active latents"], rows))
     out("\noverall (by max activation)")
     rows = [
-        [o["latent"], f"{o['max']:.3f}", f"{o['mean']:.3f}", o["tokens_active"], o["url"] or "-"]
+        [
+            o["latent"],
+            f"{o['max']:.3f}",
+            f"{o['mean']:.3f}",
+            o["tokens_active"],
+            o["url"] or _short(o["contexts"][0] if o["contexts"] else "-"),
+        ]
         for o in overall
     ]
-    out(table(["latent", "max", "mean", "tokens", "neuronpedia"], rows))
+    out(table(["latent", "max", "mean", "tokens", "neuronpedia / top context"], rows))
     return 0
+
+
+def _explanations(source: Any) -> dict[int, Any]:
+    """Top-activating contexts saved beside a local SAE (``{}`` for registry ids)."""
+    from pathlib import Path
+
+    from scope_guard.sae.training.explain import load_explanations
+
+    path = Path(str(source))
+    return load_explanations(path) if path.exists() else {}
+
+
+def _short(text: str, limit: int = 70) -> str:
+    return text if len(text) <= limit else text[: limit - 4] + " ..."

@@ -19,6 +19,7 @@ from scope_guard.errors import ArtifactError
 from scope_guard.reader import Reader
 from scope_guard.sae.jumprelu import JumpReLUSAE
 from scope_guard.sae.training.stream import TokenWindow, read_windows
+from scope_guard.safe_files import read_json_object
 
 __all__ = ["EXPLANATIONS_FILE", "LatentContext", "load_explanations", "top_contexts"]
 
@@ -142,10 +143,12 @@ def load_explanations(folder: str | Path) -> dict[int, list[LatentContext]]:
     """
     path = Path(folder)
     path = path / EXPLANATIONS_FILE if path.is_dir() else path.parent / EXPLANATIONS_FILE
-    if not path.is_file():
+    if not path.exists():
         return {}
+    # Saved beside a downloadable SAE: read with the bounds of every artifact (confined to its
+    # folder, a regular file, bounded size and depth).
+    data = read_json_object(path, root=path.parent, what="latent explanations", max_bytes=256 << 20)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
         latents = data["latents"]
         return {
             int(k): [
@@ -168,6 +171,7 @@ def load_explanations(folder: str | Path) -> dict[int, list[LatentContext]]:
         KeyError,
         TypeError,
         ValueError,
+        AttributeError,
     ) as exc:
         msg = f"cannot read latent explanations from {path}: {exc}"
         raise ArtifactError(msg) from exc
