@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from scope_guard.cli.console import emit_json, note, out
-from scope_guard.cli.inputs import open_reader
+from scope_guard.cli.inputs import open_bundle_reader
 from scope_guard.cli.report_output import print_summary, report_payload
-from scope_guard.errors import ConfigError
 
 __all__ = ["add_parser", "run"]
 
@@ -45,21 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from scope_guard.reader.miniature import default_cache_root
 
     bundle = DetectorBundle.load(args.bundle)
-    reader = None
-    if bundle.sites:
-        spec = bundle.reader
-        source = args.reader or (spec.source if spec else None)
-        if not source:
-            msg = "the bundle does not say where its reader is: pass --reader"
-            raise ConfigError(msg)
-        reader = open_reader(
-            source,
-            list(bundle.sites),
-            dtype=args.dtype,
-            device=args.device,
-            max_tokens=(spec.max_tokens if spec and spec.max_tokens else 2048),
-            batch_size=args.batch_size,
-        )
+    reader = open_bundle_reader(bundle, args)
+    if reader is not None:
         bundle.check_reader(reader)
     grounding = None
     if any(d.needs_grounding for d in bundle.detectors.values()):

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from scope_guard.reader import Reader
     from scope_guard.sae import JumpReLUSAE
 
-__all__ = ["add_reader_arguments", "open_reader", "open_saes"]
+__all__ = ["add_reader_arguments", "open_bundle_reader", "open_reader", "open_saes"]
 
 MINIATURE = "miniature"
 
@@ -80,4 +80,24 @@ def open_reader(
         return Reader.miniature(sites, max_tokens=max_tokens, batch_size=batch_size)
     return Reader.from_pretrained(
         source, sites, dtype=dtype, device=device, max_tokens=max_tokens, batch_size=batch_size
+    )
+
+
+def open_bundle_reader(bundle: Any, args: Any) -> Reader | None:
+    """The reader a bundle's detectors read with (``None`` when none reads one): ``--reader``,
+    else the bundle's recorded source, loaded with the CLI's dtype, device and batch size."""
+    if not bundle.sites:
+        return None
+    spec = bundle.reader
+    source = args.reader or (spec.source if spec else None)
+    if not source:
+        msg = "the bundle does not say where its reader is: pass --reader"
+        raise ConfigError(msg)
+    return open_reader(
+        source,
+        list(bundle.sites),
+        dtype=args.dtype,
+        device=args.device,
+        max_tokens=(spec.max_tokens if spec and spec.max_tokens else 2048),
+        batch_size=args.batch_size,
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scope_guard.cli.console import emit_json, note, out, table
-from scope_guard.cli.inputs import open_reader
+from scope_guard.cli.inputs import open_bundle_reader
 from scope_guard.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -143,21 +143,7 @@ def _open_guard(args: argparse.Namespace) -> ScopeGuard:
     from detectors.bundle import DetectorBundle
 
     bundle = DetectorBundle.load(args.bundle)
-    reader = None
-    if bundle.sites:
-        spec = bundle.reader
-        source = args.reader or (spec.source if spec else None)
-        if not source:
-            msg = "the bundle does not say where its reader is: pass --reader"
-            raise ConfigError(msg)
-        reader = open_reader(
-            source,
-            list(bundle.sites),
-            dtype=args.dtype,
-            device=args.device,
-            max_tokens=(spec.max_tokens if spec and spec.max_tokens else 2048),
-            batch_size=args.batch_size,
-        )
+    reader = open_bundle_reader(bundle, args)
     return ScopeGuard.from_bundle(args.bundle, reader=reader, **options)
 
 
