@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from scope_guard.errors import ConfigError
@@ -32,6 +33,7 @@ MAX_RENDER_CHARS = 1 << 20
 # Wall-clock allowance: the child's start (importing transformers' renderer takes ~1 s, more on
 # a busy machine) plus its CPU budget.
 _WALL_SECONDS = 60.0
+_CHILD = Path(__file__).with_name("_template_child.py")
 
 
 def render_chat_template(
@@ -69,8 +71,10 @@ def _render_cached(key: str) -> str:
         "max_chars": spec["x"],
     }
     try:
+        # Run as a plain script with -P (no script folder on sys.path): the child imports neither
+        # scope-guard nor torch, only transformers' renderer.
         proc = subprocess.run(
-            [sys.executable, "-m", "scope_guard.reader._template_child"],
+            [sys.executable, "-P", str(_CHILD)],
             input=json.dumps(request),
             capture_output=True,
             text=True,
