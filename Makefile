@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev,gemma]"
+	$(BIN)/pip install --quiet -e ".[dev,gemma,postgres,ray,serve]"
 	touch $(STAMP)
 
 demo: $(STAMP)
