@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,7 +31,15 @@ if TYPE_CHECKING:
     from scope_guard.reader import Reader
     from scope_guard.sae import JumpReLUSAE
 
-__all__ = ["ExtractedFeatures", "extract_features"]
+__all__ = [
+    "ChunkItem",
+    "ChunkRows",
+    "ChunkRunner",
+    "ExtractedFeatures",
+    "ReaderJob",
+    "extract_features",
+    "reader_chunk_rows",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +145,71 @@ class _MemoryCache(dict[str, dict[str, np.ndarray]]):
         self.update({k: dict(v) for k, v in rows.items()})
 
 
+class ChunkItem(NamedTuple):
+    """One example to read: its cache key and the ``(prompt, response)`` the reader reads."""
+
+    key: str
+    prompt: str
+    response: str
+
+
+ChunkRows = dict[tuple[str, Site], dict[str, dict[str, np.ndarray]]]
+"""Per cache stream ``(kind, site)`` (kind ``"sae"`` or ``"raw"``), per example key, the arrays
+that stream stores for it."""
+
+
+@dataclass(frozen=True)
+class ReaderJob:
+    """What the reader features of a chunk are computed with (see :func:`reader_chunk_rows`).
+
+    Attributes:
+        reader: The reader.
+        saes: Per site, the SAE to encode with.
+        raws: Sites whose pooled raw activations are kept.
+        pooling: Pooling of codes and activations.
+        batch_size: Reader batch size.
+    """
+
+    reader: Reader
+    saes: Mapping[Site, JumpReLUSAE]
+    raws: Sequence[Site]
+    pooling: Pooling
+    batch_size: int
+
+
+class ChunkRunner(Protocol):
+    """Computes the reader features of chunks somewhere else (e.g. a Ray actor pool).
+
+    It must call :func:`reader_chunk_rows` on each chunk as given (same examples, same
+    order), so its features equal the local loop's; it yields ``(chunk index, rows)`` as each
+    chunk finishes, in any order, and every chunk exactly once.
+    """
+
+    def __call__(
+        self, job: ReaderJob, chunks: Sequence[Sequence[ChunkItem]]
+    ) -> Iterator[tuple[int, ChunkRows]]: ...
+
+
+def reader_chunk_rows(job: ReaderJob, chunk: Sequence[ChunkItem]) -> ChunkRows:
+    """The reader features of one chunk of examples: one ``read_batch`` call, then per example
+    the pooled SAE codes and pooled raw activations of every site, as the cache stores them."""
+    readings = job.reader.read_batch(
+        [(item.prompt, item.response) for item in chunk], batch_size=job.batch_size
+    )
+    rows: ChunkRows = {("sae", s): {} for s in job.saes}
+    rows.update({("raw", s): {} for s in job.raws})
+    for item, reading in zip(chunk, readings, strict=True):
+        feats = encode_reading(reading, job.saes, job.pooling) if job.saes else None
+        for site in job.saes:
+            pooled = feats[site].pooled if feats is not None else None
+            if pooled is not None:
+                rows[("sae", site)][item.key] = {"idx": pooled.indices, "val": pooled.values}
+        for site in job.raws:
+            vec = pool_codes(reading.activation(site), job.pooling).cpu().numpy()
+            rows[("raw", site)][item.key] = {"raw": vec.astype(np.float32)}
+    return rows
+
+
 def _open(cache_dir: str | os.PathLike[str] | None, namespace: dict[str, Any]) -> Any:
     return FeatureCache(cache_dir, namespace) if cache_dir is not None else _MemoryCache()
 
@@ -157,6 +230,7 @@ def extract_features(
     batch_size: int = 8,
     chunk_size: int = 64,
     progress: bool = True,
+    runner: ChunkRunner | None = None,
 ) -> ExtractedFeatures:
     """Extract features for every example of ``dataset``.
 
@@ -171,6 +245,8 @@ def extract_features(
         batch_size: Reader batch size.
         chunk_size: Examples computed between two cache writes (the resume granularity).
         progress: Show a progress bar on stderr.
+        runner: Computes the reader features of the missing chunks elsewhere (e.g.
+            :class:`calibration.ray_extract.RayRunner`); ``None`` reads them in this process.
     """
     mode = Pooling.parse(pooling)
     sae_map = {Site.parse(k): v for k, v in (saes or {}).items()}
@@ -180,9 +256,8 @@ def extract_features(
         raise ConfigError(msg)
     out = ExtractedFeatures(n=len(dataset), pooling=mode)
     if reader is not None and (sae_map or raws):
-        out.n_computed = _extract_reader(
-            dataset, reader, sae_map, raws, mode, cache_dir, batch_size, chunk_size, progress, out
-        )
+        job = ReaderJob(reader, sae_map, raws, mode, batch_size)
+        out.n_computed = _extract_reader(dataset, job, cache_dir, chunk_size, progress, runner, out)
     if grounding is not None:
         out.n_computed += _extract_grounding(
             dataset, grounding, cache_dir, chunk_size, progress, out
@@ -192,16 +267,14 @@ def extract_features(
 
 def _extract_reader(
     dataset: LabeledDataset,
-    reader: Reader,
-    saes: dict[Site, JumpReLUSAE],
-    raws: list[Site],
-    pooling: Pooling,
+    job: ReaderJob,
     cache_dir: str | os.PathLike[str] | None,
-    batch_size: int,
     chunk_size: int,
     progress: bool,
+    runner: ChunkRunner | None,
     out: ExtractedFeatures,
 ) -> int:
+    reader, saes, raws, pooling = job.reader, job.saes, job.raws, job.pooling
     missing_sites = (set(saes) | set(raws)) - set(reader.sites)
     if missing_sites:
         msg = f"the reader does not capture {sorted(map(str, missing_sites))}"
@@ -212,28 +285,26 @@ def _extract_reader(
     }
     caches.update({("raw", s): _open(cache_dir, _raw_namespace(reader, s, pooling)) for s in raws})
     keys = [text_key(prompt_of(ex), ex.response) for ex in dataset]
-    todo = sorted({k for c in caches.values() for k in c.missing(keys)})
-    todo_set = set(todo)
-    examples = {k: ex for k, ex in zip(keys, dataset, strict=True) if k in todo_set}
+    missing = {k for c in caches.values() for k in c.missing(keys)}
+    items = {
+        k: ChunkItem(k, prompt_of(ex), ex.response)
+        for k, ex in zip(keys, dataset, strict=True)
+        if k in missing
+    }
+    # Chunks of similar lengths pad little; the order depends on the texts only, so a local
+    # run and a runner read the same chunks.
+    todo = sorted(items, key=lambda k: (len(items[k].prompt) + len(items[k].response), k))
+    chunks = [[items[k] for k in todo[i : i + chunk_size]] for i in range(0, len(todo), chunk_size)]
+    results = (
+        runner(job, chunks)
+        if runner is not None
+        else ((i, reader_chunk_rows(job, chunk)) for i, chunk in enumerate(chunks))
+    )
     bar = tqdm(total=len(todo), desc="reader features", unit="ex", disable=not progress)
-    for start in range(0, len(todo), chunk_size):
-        chunk = todo[start : start + chunk_size]
-        readings = reader.read_batch(
-            [(prompt_of(examples[k]), examples[k].response) for k in chunk], batch_size=batch_size
-        )
-        rows: dict[tuple[str, Site], dict[str, dict[str, np.ndarray]]] = {c: {} for c in caches}
-        for key, reading in zip(chunk, readings, strict=True):
-            feats = encode_reading(reading, saes, pooling) if saes else None
-            for site in saes:
-                pooled = feats[site].pooled if feats is not None else None
-                if pooled is not None:
-                    rows[("sae", site)][key] = {"idx": pooled.indices, "val": pooled.values}
-            for site in raws:
-                vec = pool_codes(reading.activation(site), pooling).cpu().numpy()
-                rows[("raw", site)][key] = {"raw": vec.astype(np.float32)}
+    for index, rows in results:  # each finished chunk is written before the next is awaited
         for name, cache in caches.items():
             cache.put(rows[name])
-        bar.update(len(chunk))
+        bar.update(len(chunks[index]))
     bar.close()
     for (kind, site), cache in caches.items():
         data = _get(cache, keys)
