@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -27,6 +28,7 @@ from scope_guard.reader.loading import (
     parse_dtype,
     site_dim,
 )
+from scope_guard.reader.lookback import capture_lookback
 from scope_guard.reader.miniature import MINIATURE_LABEL, miniature_model_path
 from scope_guard.reader.reading import Reading
 from scope_guard.reader.sources import resolve_reader_folder
@@ -38,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 4096
 MINIATURE_SOURCE = "miniature"  # Reader.source of the built-in stand-in
+_LOOKBACK_KEY = "lookback"  # beside the sites in one exchange's captured tensors
 
 # One pass lock per decoder, not per Reader: hooks go on the shared model, so two Readers over
 # one model must not run passes at the same time. Weak keys: a dropped model drops its lock.
@@ -82,6 +85,8 @@ class ReaderInfo:
     quantization: str | None = None
     """How the weights were quantized before being dequantized (``"Q4_K_M"`` for a GGUF
     reader); ``None`` for a checkpoint read as published."""
+    lookback: bool = False
+    """Readings carry lookback ratios (the reader runs the eager attention path)."""
 
 
 class Reader:
@@ -100,6 +105,10 @@ class Reader:
         n_layers: Layers of the full model, when ``model`` was loaded with fewer.
         is_stand_in: Mark the reader as a stand-in whose activations mean nothing.
         batch_size: Default batch size of :meth:`read_batch`.
+        lookback: Also capture each response token's lookback ratio per layer and head
+            (attention to the context against the response so far, layers ``0 ..`` the deepest
+            site; see :mod:`scope_guard.reader.lookback`). Switches the model to the eager
+            attention path, the only one that computes the weights.
     """
 
     def __init__(
@@ -114,6 +123,7 @@ class Reader:
         n_layers: int | None = None,
         is_stand_in: bool = False,
         batch_size: int = 8,
+        lookback: bool = False,
     ) -> None:
         if not sites:
             msg = "a reader needs at least one site, e.g. sites=['resid_post@20']"
@@ -126,6 +136,9 @@ class Reader:
             site_module(self.layers, site)  # fails early, naming the site, if it cannot be hooked
         self.config = getattr(self.decoder, "config", None) or getattr(model, "config", None)
         _require_eager_for_gemma2(self.decoder)
+        self.lookback = bool(lookback)
+        if self.lookback:
+            _use_eager_attention(self.decoder, "lookback ratios need the attention weights")
         self.tokenizer = tokenizer
         self.encoder = ExchangeEncoder(tokenizer, max_tokens, use_chat_template=use_chat_template)
         self.name = name or type(model).__name__
@@ -152,6 +165,7 @@ class Reader:
         revision: str | None = None,
         use_chat_template: bool | None = None,
         batch_size: int = 8,
+        lookback: bool = False,
     ) -> Reader:
         """Load a reader from a local folder, a hub id (through the HF cache), a GGUF file (or a
         folder holding one), or a built-in name (``"gemma-3-270m"``).
@@ -197,6 +211,7 @@ class Reader:
             n_layers=loaded.n_layers,
             is_stand_in=is_stand_in,
             batch_size=batch_size,
+            lookback=lookback,
         )
         reader.config = loaded.config
         reader.source = str(model)
@@ -237,6 +252,12 @@ class Reader:
         return site_dim(self.config, Site.parse(site))
 
     @property
+    def lookback_shape(self) -> tuple[int, int]:
+        """``(layers, heads)`` of each token's lookback ratios: layers ``0 ..`` the deepest site."""
+        heads = int(getattr(self.config, "num_attention_heads", 0) or 0)
+        return (max(s.layer for s in self.sites) + 1, heads)
+
+    @property
     def d_model(self) -> int:
         """Width of the residual stream."""
         return self.site_dim(Site(0, SiteKind.RESID_POST))
@@ -254,6 +275,7 @@ class Reader:
             max_tokens=self.max_tokens,
             is_stand_in=self.is_stand_in,
             quantization=self.quantization,
+            lookback=self.lookback,
         )
 
     @functools.cached_property
@@ -334,7 +356,7 @@ class Reader:
                 msg = f"exchange {i} must be a (prompt, response) pair, got {type(item).__name__}"
                 raise InputError(msg)
             encoded.append(self.encoder.encode(item[0], item[1]))
-        captured: list[dict[Site, torch.Tensor]] = [{} for _ in encoded]
+        captured: list[dict[Site | str, torch.Tensor]] = [{} for _ in encoded]
         todo = sorted(
             (i for i, e in enumerate(encoded) if e.n_response_tokens > 0),
             key=lambda i: -len(encoded[i].input_ids),
@@ -348,7 +370,7 @@ class Reader:
             for item, enc, acts in zip(items, encoded, captured, strict=True)
         ]
 
-    def _forward(self, batch: Sequence[EncodedExchange]) -> list[dict[Site, torch.Tensor]]:
+    def _forward(self, batch: Sequence[EncodedExchange]) -> list[dict[Site | str, torch.Tensor]]:
         """One stopped forward pass; per exchange, per site, the response rows.
 
         No attention mask is passed: padding sits on the right, and causal attention already
@@ -360,39 +382,54 @@ class Reader:
         ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
         rows: list[int] = []
         cols: list[int] = []
+        starts: list[int] = []
         for b, e in enumerate(batch):
             ids[b, : len(e.input_ids)] = torch.tensor(e.input_ids, dtype=torch.long)
             span = range(e.response_start, len(e.input_ids))
             rows.extend([b] * len(span))
             cols.extend(span)
+            starts.extend([e.response_start] * len(span))
         device = self.device
         row_t = torch.tensor(rows, device=device)
         col_t = torch.tensor(cols, device=device)
-        with (
-            self._lock,
-            torch.inference_mode(),
-            capture_sites(self.layers, self.sites, row_t, col_t) as captured,
-        ):
-            run_until_stopped(
-                self.decoder,
-                input_ids=ids.to(device),
-                use_cache=False,
-            )
+        deepest = max(site.layer for site in self.sites)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self._lock)
+            stack.enter_context(torch.inference_mode())
+            captured = stack.enter_context(capture_sites(self.layers, self.sites, row_t, col_t))
+            ratios: dict[int, torch.Tensor] = {}
+            if self.lookback:
+                start_t = torch.tensor(starts, device=device)
+                ratios = stack.enter_context(
+                    capture_lookback(self.layers, deepest, row_t, col_t, start_t)
+                )
+            run_until_stopped(self.decoder, input_ids=ids.to(device), use_cache=False)
         counts = [e.n_response_tokens for e in batch]
-        split = {site: torch.split(captured[site], counts) for site in self.sites}
-        return [{site: split[site][b] for site in self.sites} for b in range(len(batch))]
+        out: list[dict[Site | str, torch.Tensor]] = [{} for _ in batch]
+        for site in self.sites:
+            for b, part in enumerate(torch.split(captured[site], counts)):
+                out[b][site] = part
+        if self.lookback:  # (n, layers, heads) per exchange
+            stacked = torch.stack([ratios[layer] for layer in range(deepest + 1)], dim=1)
+            for b, part in enumerate(torch.split(stacked.cpu(), counts)):
+                out[b][_LOOKBACK_KEY] = part
+        return out
 
     def _reading(
-        self, item: tuple[str, str], enc: EncodedExchange, acts: dict[Site, torch.Tensor]
+        self, item: tuple[str, str], enc: EncodedExchange, acts: dict[Site | str, torch.Tensor]
     ) -> Reading:
         response = replace_surrogates(item[1])  # as the encoder read it (same offsets)
+        lookback = acts.get(_LOOKBACK_KEY)
         if not acts:  # empty response: nothing to read
             acts = {
                 s: torch.empty((0, self.site_dim(s)), dtype=self.dtype, device=self.device)
                 for s in self.sites
             }
+            if self.lookback:
+                lookback = torch.empty((0, *self.lookback_shape))
         return Reading(
-            activations=acts,
+            activations={s: a for s, a in acts.items() if isinstance(s, Site)},
+            lookback=lookback,
             token_ids=enc.input_ids[enc.response_start :],
             tokens=tuple(response[a:b] for a, b in enc.response_offsets),
             offsets=enc.response_offsets,
@@ -404,6 +441,17 @@ class Reader:
             reader=self.name,
             is_stand_in=self.is_stand_in,
         )
+
+
+def _use_eager_attention(decoder: nn.Module, why: str) -> None:
+    config = getattr(decoder, "config", None)
+    if getattr(config, "_attn_implementation", "eager") == "eager":
+        return
+    try:
+        cast(Any, decoder).set_attn_implementation("eager")
+    except (AttributeError, ValueError) as exc:
+        msg = f"{why}; load the model with attn_implementation='eager'"
+        raise ConfigError(msg) from exc
 
 
 def _require_eager_for_gemma2(decoder: nn.Module) -> None:

@@ -34,6 +34,9 @@ class Reading:
         n_tokens_read: Length of the whole sequence the model read (template and prompt included).
         reader: The reader's name (a model id or path).
         is_stand_in: True for the built-in miniature reader, whose activations mean nothing.
+        lookback: ``(n_tokens, layers, heads)`` float32 lookback ratios (attention to the
+            context against the response so far; :mod:`scope_guard.reader.lookback`), or
+            ``None`` when the reader was not asked for them.
     """
 
     activations: Mapping[Site, torch.Tensor]
@@ -47,6 +50,7 @@ class Reading:
     n_tokens_read: int
     reader: str
     is_stand_in: bool
+    lookback: torch.Tensor | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -66,3 +70,14 @@ class Reading:
             valid = ", ".join(str(s) for s in self.activations)
             msg = f"site {key} was not read; this reading has: {valid}"
             raise ConfigError(msg) from None
+
+    def lookback_ratios(self) -> torch.Tensor:
+        """The ``(n_tokens, layers, heads)`` lookback ratios.
+
+        Raises:
+            ConfigError: the reader did not capture them (``lookback=False``).
+        """
+        if self.lookback is None:
+            msg = "this reading has no lookback ratios: read with Reader(..., lookback=True)"
+            raise ConfigError(msg)
+        return self.lookback

@@ -143,3 +143,25 @@ def test_gemma3_padded_batch_equals_single_reads(gemma3_text):
         torch.testing.assert_close(
             got.activation("resid_post@3"), single.activation("resid_post@3")
         )
+
+
+def test_gemma3_lookback_switches_to_eager_and_matches_its_weights(gemma3_text):
+    """A Gemma 3 checkpoint loads on sdpa; lookback switches it to the eager weights path."""
+    from transformers import Gemma3ForCausalLM
+
+    folder, _ = gemma3_text
+    reader = Reader.from_pretrained(folder, ["resid_post@2"], dtype="float32", lookback=True)
+    assert reader.info.lookback
+    eager = Gemma3ForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
+    prompt = PROMPT * 2  # longer than the sliding window of 8: both attention kinds
+    enc = reader.encoder.encode(prompt, RESPONSE)
+    with torch.no_grad():
+        attentions = eager(torch.tensor([enc.input_ids]), output_attentions=True).attentions
+    start = enc.response_start
+    got = reader.read(prompt, RESPONSE).lookback_ratios()
+    for layer in range(3):
+        weights = attentions[layer][0]  # (heads, seq, seq)
+        for i, pos in enumerate(range(start, len(enc.input_ids))):
+            ctx = weights[:, pos, 1:start].mean(dim=-1)
+            new = weights[:, pos, start : pos + 1].mean(dim=-1)
+            torch.testing.assert_close(got[i, layer], ctx / (ctx + new), atol=1e-5, rtol=1e-4)
