@@ -9,9 +9,11 @@ Where the key comes from, first match wins:
 
 1. the ``log_key=`` argument of :class:`~scope_guard.ScopeGuard` (str or bytes, >= 16 bytes);
 2. the environment variable ``SCOPE_GUARD_LOG_KEY`` (>= 16 characters);
-3. the file ``<log>.key`` beside a SQLite or JSONL log (``risk.db`` -> ``risk.db.key``),
+3. the key a database log keeps itself (``stored_log_key()``: PostgreSQL's one-row table
+   ``scope_guard_log_key``, shared by every host; see :mod:`scope_guard.risklog.postgres`);
+4. the file ``<log>.key`` beside a SQLite or JSONL log (``risk.db`` -> ``risk.db.key``),
    created on first use with 32 random bytes and permissions 0600;
-4. otherwise (a logging or custom sink, no key given) a random key for the life of the process.
+5. otherwise (a logging or custom sink, no key given) a random key for the life of the process.
 
 What the keyed hash protects: someone who holds the log but not the key cannot confirm a
 guessed text, nor compare hashes with another log or with a plain sha256. What it does not
@@ -56,7 +58,8 @@ class LogKey:
 
     Attributes:
         secret: The HMAC key (never shown by ``repr``).
-        source: ``"argument"``, ``"environment"``, ``"file:<path>"`` or ``"process"``.
+        source: ``"argument"``, ``"environment"``, ``"file:<path>"``, ``"table:<table> in <url>"``
+            or ``"process"``.
     """
 
     secret: bytes = field(repr=False)
@@ -158,6 +161,20 @@ def process_key() -> LogKey:
         return _PROCESS_KEY
 
 
+def _stored_key(sink: Any) -> LogKey | None:
+    """The key a database sink keeps itself, or that of the first such sink in a MultiRiskLog."""
+    stored = getattr(sink, "stored_log_key", None)
+    if callable(stored):
+        key = stored()
+        if isinstance(key, LogKey):
+            return key
+    for inner in getattr(sink, "sinks", ()) or ():
+        found = _stored_key(inner)
+        if found is not None:
+            return found
+    return None
+
+
 def _log_path(sink: Any) -> Path | None:
     """The file of a SQLite/JSONL sink, or of the first such sink inside a MultiRiskLog."""
     path = getattr(sink, "path", None)
@@ -187,6 +204,9 @@ def resolve_log_key(sink: Any, key: str | bytes | LogKey | None = None) -> LogKe
             msg = f"{KEY_ENV} must hold at least {_MIN_KEY_BYTES} characters"
             raise ConfigError(msg)
         return LogKey.coerce(env, "environment")
+    stored = _stored_key(sink)
+    if stored is not None:
+        return stored
     path = _log_path(sink)
     if path is not None:
         return load_or_create_key_file(key_path(path))

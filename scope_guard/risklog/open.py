@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scope_guard.errors import ArtifactError, ConfigError
 from scope_guard.risklog.fanout import NullRiskLog
 from scope_guard.risklog.jsonl import JSONLReader, JSONLRiskLog
 from scope_guard.risklog.logging_sink import LoggingRiskLog
+from scope_guard.risklog.postgres_url import is_postgres_url
 from scope_guard.risklog.query import RiskLogReader
 from scope_guard.risklog.record import RiskLogSink
 from scope_guard.risklog.sqlite import SQLiteRiskLog
+
+if TYPE_CHECKING:
+    from scope_guard.risklog.postgres import PostgresRiskLog
 
 __all__ = ["JSONL_SUFFIXES", "SQLITE_SUFFIXES", "open_risk_log", "read_risk_log"]
 
@@ -20,8 +25,8 @@ JSONL_SUFFIXES = (".jsonl",)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _OPTIONS = (
     "a path ending in .db, .sqlite or .sqlite3 (SQLite, the default), a path ending in .jsonl "
-    "(JSON Lines), 'logging' or 'logging:<logger name>' (Python logging), None (no log), or an "
-    "object with write(record) and close()"
+    "(JSON Lines), a postgresql:// URL (PostgreSQL), 'logging' or 'logging:<logger name>' "
+    "(Python logging), None (no log), or an object with write(record) and close()"
 )
 
 
@@ -30,16 +35,21 @@ def open_risk_log(target: str | os.PathLike[str] | RiskLogSink | None) -> RiskLo
 
     Args:
         target: ``*.db`` / ``*.sqlite`` / ``*.sqlite3`` -> :class:`SQLiteRiskLog`; ``*.jsonl`` ->
-            :class:`JSONLRiskLog`; ``"logging"`` (or ``"logging:<name>"``) ->
-            :class:`LoggingRiskLog`; ``None`` -> :class:`NullRiskLog`; any object with
-            ``write`` and ``close`` is returned as is.
+            :class:`JSONLRiskLog`; ``postgresql://...`` / ``postgres://...`` ->
+            :class:`~scope_guard.risklog.postgres.PostgresRiskLog`; ``"logging"`` (or
+            ``"logging:<name>"``) -> :class:`LoggingRiskLog`; ``None`` -> :class:`NullRiskLog`;
+            any object with ``write`` and ``close`` is returned as is.
 
     Raises:
-        ConfigError: ``target`` is none of these (the message lists them).
-        ArtifactError: The file exists but cannot be used (not a risk log, newer schema).
+        ConfigError: ``target`` is none of these (the message lists them), or a PostgreSQL URL
+            without the ``postgres`` extra installed.
+        ArtifactError: The file or database exists but cannot be used (not a risk log, newer
+            schema, unreachable server).
     """
     if target is None:
         return NullRiskLog()
+    if is_postgres_url(target):
+        return _postgres(str(target), readonly=False)
     if isinstance(target, str) and (target == "logging" or target.startswith("logging:")):
         name = target.partition(":")[2] or "scope_guard.risk"
         return LoggingRiskLog(name)
@@ -58,15 +68,27 @@ def open_risk_log(target: str | os.PathLike[str] | RiskLogSink | None) -> RiskLo
     raise ConfigError(msg)
 
 
-def read_risk_log(path: str | os.PathLike[str]) -> RiskLogReader:
-    """A reader of a stored SQLite or JSONL risk log (SQLite is opened read-only).
+def _postgres(url: str, *, readonly: bool) -> PostgresRiskLog:
+    try:
+        from scope_guard.risklog.postgres import PostgresRiskLog
+    except ImportError as exc:  # psycopg is the optional ``postgres`` extra
+        msg = f"a PostgreSQL risk log needs psycopg: pip install 'scope-guard[postgres]' ({exc})"
+        raise ConfigError(msg) from None
+    return PostgresRiskLog(url, readonly=readonly)
 
-    The kind is taken from the file's first bytes (SQLite's header), then its suffix.
+
+def read_risk_log(path: str | os.PathLike[str]) -> RiskLogReader:
+    """A reader of a stored SQLite, JSONL or PostgreSQL risk log (opened read-only).
+
+    A ``postgresql://`` URL opens the database with read-only transactions. A file's kind is
+    taken from its first bytes (SQLite's header), then its suffix.
 
     Raises:
-        ArtifactError: The file does not exist, or is not a readable risk log.
+        ArtifactError: The file or database does not exist, or is not a readable risk log.
         ConfigError: The file is neither SQLite nor named ``*.jsonl``.
     """
+    if is_postgres_url(path):
+        return _postgres(str(path), readonly=True)
     path = Path(path)
     if not path.is_file():
         msg = f"risk log {path} does not exist"

@@ -1,4 +1,5 @@
-"""Many writers at once (threads, processes) and a writer killed with SIGKILL lose nothing."""
+"""Many writers at once (threads, processes) and a writer killed with SIGKILL lose nothing:
+the same tests for SQLite, JSONL and PostgreSQL (a real server, see conftest.py)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,19 @@ from risklog_builders import worker_record, write_many
 
 from scope_guard.risklog import open_risk_log, read_risk_log
 
-SUFFIXES = ["db", "jsonl"]
+KINDS = ["db", "jsonl", "postgres"]
 
 
-def _check_intact(path: Path, workers: int, per_worker: int) -> None:
-    reader = read_risk_log(path)
+@pytest.fixture(params=KINDS)
+def target(request, tmp_path) -> str:
+    """Where the log goes: a file of that suffix, or an empty PostgreSQL schema."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_url")
+    return str(tmp_path / f"risk.{request.param}")
+
+
+def _check_intact(target: str, workers: int, per_worker: int) -> None:
+    reader = read_risk_log(target)
     try:
         records = reader.records()
         assert reader.count() == workers * per_worker
@@ -33,10 +42,8 @@ def _check_intact(path: Path, workers: int, per_worker: int) -> None:
             assert by_id[f"w{worker}-{i}"] == worker_record(worker, i)
 
 
-@pytest.mark.parametrize("suffix", SUFFIXES)
-def test_threads_share_one_sink(tmp_path, suffix):
-    path = tmp_path / f"risk.{suffix}"
-    sink = open_risk_log(path)
+def test_threads_share_one_sink(target):
+    sink = open_risk_log(target)
     barrier = threading.Barrier(8)
     failures: list[BaseException] = []
 
@@ -55,36 +62,31 @@ def test_threads_share_one_sink(tmp_path, suffix):
         thread.join()
     sink.close()
     assert failures == []
-    _check_intact(path, 8, 50)
+    _check_intact(target, 8, 50)
 
 
-@pytest.mark.parametrize("suffix", SUFFIXES)
-def test_processes_append_to_one_file(tmp_path, suffix):
-    path = tmp_path / f"risk.{suffix}"
+def test_processes_append_to_one_log(target):
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(4)
     processes = [
-        context.Process(target=write_many, args=(str(path), worker, 50, start))
-        for worker in range(4)
+        context.Process(target=write_many, args=(target, worker, 50, start)) for worker in range(4)
     ]
     for process in processes:
         process.start()
     for process in processes:
         process.join(timeout=60)
     assert [p.exitcode for p in processes] == [0, 0, 0, 0]
-    _check_intact(path, 4, 50)
+    _check_intact(target, 4, 50)
 
 
 @pytest.mark.parametrize("keep_writing", [False, True], ids=["idle", "mid-stream"])
-@pytest.mark.parametrize("suffix", SUFFIXES)
-def test_sigkill_after_write_returned_loses_nothing(tmp_path, suffix, keep_writing):
+def test_sigkill_after_write_returned_loses_nothing(target, keep_writing):
     """The child acknowledges each write after it returned; every acknowledged record is there."""
-    path = tmp_path / f"risk.{suffix}"
     n = 25
     script = Path(__file__).with_name("risklog_builders.py")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), *sys.path])}
     child = subprocess.Popen(
-        [sys.executable, str(script), str(path), str(n), "1" if keep_writing else "0"],
+        [sys.executable, str(script), target, str(n), "1" if keep_writing else "0"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -104,7 +106,7 @@ def test_sigkill_after_write_returned_loses_nothing(tmp_path, suffix, keep_writi
         child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
     assert acked == n - 1
-    reader = read_risk_log(path)
+    reader = read_risk_log(target)
     try:
         by_id = {r.request_id: r for r in reader.records()}
     finally:
