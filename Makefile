@@ -5,6 +5,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The PostgreSQL risk-log tests start their own server from Debian's binaries (initdb, pg_ctl);
+# the package is installed only when neither Debian's folder nor PATH has them.
+PG_FOUND = { ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+	{ command -v initdb && command -v pg_ctl; } >/dev/null 2>&1; }
+PG_APT = DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null 2>&1
+PG_INSTALL = { command -v apt-get >/dev/null 2>&1 && \
+	{ $(PG_APT) || { apt-get update -qq >/dev/null 2>&1 && $(PG_APT); }; }; }
 
 .PHONY: demo test lint typecheck bench clean
 
@@ -13,6 +20,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[dev,gemma,postgres,ray,serve]"
+	@$(PG_FOUND) || $(PG_INSTALL) || echo "note: could not install the PostgreSQL server \
+	(apt-get missing, not root, or offline): the PostgreSQL risk-log tests will skip"
 	touch $(STAMP)
 
 demo: $(STAMP)
