@@ -18,6 +18,7 @@ import scope_guard.cli.evaluate_cmd as evaluate_cmd
 import scope_guard.cli.features_cmd as features_cmd
 import scope_guard.cli.log_cmd as log_cmd
 import scope_guard.cli.score_cmd as score_cmd
+import scope_guard.cli.serve_cmd as serve_cmd
 import scope_guard.cli.train_sae_cmd as train_sae_cmd
 from scope_guard._version import __version__
 from scope_guard.cli.console import error
@@ -34,6 +35,7 @@ _COMMANDS = (
     log_cmd,
     bench_cmd,
     train_sae_cmd,
+    serve_cmd,
 )
 
 

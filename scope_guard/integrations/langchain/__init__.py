@@ -18,6 +18,10 @@ What was served is in every report's ``outcome`` (the decision is what the polic
 recommended). Under concurrency in one context (``batch``, the guarded runnable as a step of
 a larger chain) give each call its own ``config["run_id"]`` and ask
 ``guarded.report_for(run_id)``; a handler answers ``handler.last_report(run_id)``.
+
+Share one reader among many application servers: give the handler or the runnable a
+:class:`RemoteGuard` (a client of ``scope-guard serve``) instead of a local guard
+(:mod:`scope_guard.integrations.langchain.remote`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ from scope_guard.integrations.langchain.callback import (
     ScopeGuardCallbackHandler,
 )
 from scope_guard.integrations.langchain.collector import Capture, RunCollector
+from scope_guard.integrations.langchain.remote import (
+    RemoteGuard,
+    RemoteGuardError,
+    remote_guard_runnable,
+    remote_handler,
+)
 from scope_guard.integrations.langchain.runnable import (
     ATTEMPT_TAG,
     DEFAULT_FALLBACK,
@@ -47,8 +57,12 @@ __all__ = [
     "Capture",
     "GuardedRunnable",
     "HandlerStats",
+    "RemoteGuard",
+    "RemoteGuardError",
     "RunCollector",
     "ScopeGuardCallbackHandler",
     "guard_runnable",
+    "remote_guard_runnable",
+    "remote_handler",
     "wrap",
 ]
