@@ -1,4 +1,5 @@
-"""``scope-guard log``: read a risk log (SQLite or JSONL): ``summary``, ``tail``, ``export``."""
+"""``scope-guard log``: read a risk log (SQLite, JSONL or a PostgreSQL URL): ``summary``,
+``tail``, ``export``. A URL is shown everywhere without its password."""
 
 from __future__ import annotations
 
@@ -19,13 +20,16 @@ if TYPE_CHECKING:
 
 __all__ = ["add_parser", "run"]
 
+_LOG_HELP = "the risk log (.db, .sqlite, .sqlite3, .jsonl, or a postgresql:// URL)"
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "log",
         help="read a risk log: summary, tail, export",
         description=(
-            "Reads a risk log written by the guard (a SQLite .db/.sqlite file or a .jsonl file). "
+            "Reads a risk log written by the guard (a SQLite .db/.sqlite file, a .jsonl file, or "
+            "a postgresql:// URL; give its password through PGPASSWORD or ~/.pgpass). "
             "Times are UTC; --since is inclusive, --until exclusive (a bare date means the "
             "end of that day)."
         ),
@@ -33,7 +37,7 @@ def add_parser(sub: Any) -> None:
     actions = p.add_subparsers(dest="log_command", metavar="ACTION", required=True)
 
     s = actions.add_parser("summary", help="action rates, score distributions per day, worst")
-    s.add_argument("path", help="the risk log (.db, .sqlite, .sqlite3 or .jsonl)")
+    s.add_argument("path", help=_LOG_HELP)
     window = s.add_mutually_exclusive_group()
     window.add_argument("--since", help="first day or time to include (2025-01-31)")
     window.add_argument("--days", type=int, help="only the last N UTC days, today included")
@@ -42,7 +46,7 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
     t = actions.add_parser("tail", help="the most recent records, one line each")
-    t.add_argument("path", help="the risk log (.db, .sqlite, .sqlite3 or .jsonl)")
+    t.add_argument("path", help=_LOG_HELP)
     t.add_argument("-n", "--lines", type=int, default=20, help="how many records to show")
     t.add_argument("--action", help="only records with this action (allow, warn, ...)")
     t.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
@@ -50,7 +54,7 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--json", action="store_true", help="JSON (one object per line with -f)")
 
     e = actions.add_parser("export", help="write records to a JSONL or CSV file")
-    e.add_argument("path", help="the risk log (.db, .sqlite, .sqlite3 or .jsonl)")
+    e.add_argument("path", help=_LOG_HELP)
     e.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", dest="fmt")
     e.add_argument("--out", required=True, help="the file to write (replaced if present)")
     e.add_argument("--since", help="first day or time to include")
@@ -87,9 +91,20 @@ def _positive(name: str, value: int | float | None) -> None:
         raise ConfigError(msg)
 
 
+def _shown(target: str) -> str:
+    """How the log is named in output: a URL without its password, a path as given."""
+    from scope_guard.risklog.postgres_url import is_postgres_url, redact_url
+
+    return redact_url(target) if is_postgres_url(target) else target
+
+
 def run(args: argparse.Namespace) -> int:
     from scope_guard.risklog import read_risk_log
+    from scope_guard.risklog.postgres_url import has_password, is_postgres_url
 
+    if is_postgres_url(args.path) and has_password(args.path):
+        note("the URL's password is visible to other users of this machine (ps): prefer "
+             "PGPASSWORD or ~/.pgpass")  # fmt: skip
     commands = {"summary": _summary, "tail": _tail, "export": _export}
     with contextlib.closing(read_risk_log(args.path)) as reader:
         return commands[args.log_command](reader, args)
@@ -114,9 +129,9 @@ def _summary(reader: RiskLogReader, args: argparse.Namespace) -> int:
     if torn:
         note(f"skipped {torn} torn line(s) in {args.path} (a write cut short by a crash)")
     if args.json:
-        emit_json({"path": str(args.path), "torn_lines": torn, **summary.to_json()})
+        emit_json({"path": _shown(args.path), "torn_lines": torn, **summary.to_json()})
         return 0
-    _print_summary(str(args.path), summary)
+    _print_summary(_shown(args.path), summary)
     return 0
 
 
@@ -241,10 +256,14 @@ def _write_csv(handle: Any, records: list[RiskRecord]) -> None:
 
 def _export(reader: RiskLogReader, args: argparse.Namespace) -> int:
     from scope_guard.errors import ConfigError
+    from scope_guard.risklog.postgres_url import is_postgres_url
 
     target = Path(args.out)
-    if target.resolve() == Path(args.path).resolve():
-        msg = f"--out {target} is the risk log itself: choose another file"
+    if args.out == args.path or target.resolve() == Path(args.path).resolve():
+        msg = f"--out {_shown(args.out)} is the risk log itself: choose another file"
+        raise ConfigError(msg)
+    if is_postgres_url(args.out):
+        msg = f"--out {_shown(args.out)} is a database URL: export writes a JSONL or CSV file"
         raise ConfigError(msg)
     records = reader.records(_since(args.since), _until(args.until), args.action, order="asc")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -260,7 +279,7 @@ def _export(reader: RiskLogReader, args: argparse.Namespace) -> int:
         Path(tmp).unlink(missing_ok=True)
         raise
     if args.json:
-        payload = {"path": str(args.path), "out": str(target), "format": args.fmt}
+        payload = {"path": _shown(args.path), "out": str(target), "format": args.fmt}
         emit_json({**payload, "n_records": len(records)})
     else:
         out(f"exported {len(records)} records to {target} ({args.fmt})")

@@ -1,4 +1,5 @@
-"""``scope-guard log summary|tail|export`` through its own argparse parser, on both log kinds."""
+"""``scope-guard log summary|tail|export`` through its own argparse parser, on every log kind
+(SQLite, JSONL, and a PostgreSQL URL on the test server)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,12 @@ def run_cli(*argv: str) -> int:
     return int(args.run(args))
 
 
-@pytest.fixture(params=["db", "jsonl"])
+@pytest.fixture(params=["db", "jsonl", "postgres"])
 def log_file(request, tmp_path):
-    path = tmp_path / "my logs #1" / f"risk.{request.param}"  # characters a URI must escape
+    if request.param == "postgres":
+        path = request.getfixturevalue("pg_url")
+    else:
+        path = tmp_path / "my logs #1" / f"risk.{request.param}"  # characters a URI must escape
     with open_risk_log(path) as sink:
         for record in sorted(fixed_records(), key=lambda r: r.request_id):
             sink.write(record)
