@@ -57,6 +57,14 @@ class ExtractedFeatures:
         grounding: Grounding features ``(n, n_grounding)`` or ``None``.
         grounding_names: Their names, in order.
         grounding_version: The grounding feature-set version.
+        lookback: Mean lookback ratio over the response, ``(n, layers * heads)`` (layer-major),
+            when the reader captured them; ``None`` otherwise.
+        lookback_shape: ``(layers, heads)`` of :attr:`lookback`.
+        token_lookback: Each example's per-token lookback ratios ``(n_tokens_i, layers * heads)``.
+        tokens: Per site, each example's per-token raw activations ``(n_tokens_i, d)``
+            (float16), for token-level probes.
+        token_offsets: Each example's ``(n_tokens_i, 2)`` character offsets of its response
+            tokens (with :attr:`tokens`), to map labeled spans to tokens.
         n_computed: Examples computed in this call (the rest came from the cache).
     """
 
@@ -68,6 +76,11 @@ class ExtractedFeatures:
     grounding: np.ndarray | None = None
     grounding_names: tuple[str, ...] = ()
     grounding_version: int | None = None
+    lookback: np.ndarray | None = None
+    lookback_shape: tuple[int, int] | None = None
+    token_lookback: list[np.ndarray] | None = None
+    tokens: dict[Site, list[np.ndarray]] = field(default_factory=dict)
+    token_offsets: list[np.ndarray] | None = None
     n_computed: int = 0
 
     def matrix(self, blocks: Sequence[FeatureBlock]) -> Any:
@@ -132,6 +145,11 @@ def _raw_namespace(reader: Reader, site: Site, pooling: Pooling) -> dict[str, An
     return {"kind": "raw", **_reader_namespace(reader, site), "pooling": str(pooling)}
 
 
+def _stream_namespace(reader: Reader, kind: str, site: Site) -> dict[str, Any]:
+    # "lookback" streams use the deepest site's layer: ratios of layers 0..L depend on those.
+    return {"kind": kind, **_reader_namespace(reader, site)}
+
+
 class _MemoryCache(dict[str, dict[str, np.ndarray]]):
     """Stand-in for :class:`FeatureCache` when no cache folder is given."""
 
@@ -154,8 +172,9 @@ class ChunkItem(NamedTuple):
 
 
 ChunkRows = dict[tuple[str, Site], dict[str, dict[str, np.ndarray]]]
-"""Per cache stream ``(kind, site)`` (kind ``"sae"`` or ``"raw"``), per example key, the arrays
-that stream stores for it."""
+"""Per cache stream ``(kind, site)``, per example key, the arrays that stream stores for it.
+Kinds: ``"sae"`` and ``"raw"`` (pooled, per site), ``"tokens"`` (per-token activations and
+offsets, per site) and ``"lookback"`` (one stream; its site names the deepest layer read)."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +187,8 @@ class ReaderJob:
         raws: Sites whose pooled raw activations are kept.
         pooling: Pooling of codes and activations.
         batch_size: Reader batch size.
+        token_sites: Sites whose per-token activations are kept (float16).
+        lookback: Keep the lookback ratios (the reader must capture them).
     """
 
     reader: Reader
@@ -175,6 +196,13 @@ class ReaderJob:
     raws: Sequence[Site]
     pooling: Pooling
     batch_size: int
+    token_sites: Sequence[Site] = ()
+    lookback: bool = False
+
+    @property
+    def lookback_site(self) -> Site:
+        """The stream key of the lookback ratios: the reader's deepest site."""
+        return max(self.reader.sites, key=lambda s: s.layer)
 
 
 class ChunkRunner(Protocol):
@@ -198,7 +226,19 @@ def reader_chunk_rows(job: ReaderJob, chunk: Sequence[ChunkItem]) -> ChunkRows:
     )
     rows: ChunkRows = {("sae", s): {} for s in job.saes}
     rows.update({("raw", s): {} for s in job.raws})
+    rows.update({("tokens", s): {} for s in job.token_sites})
+    if job.lookback:
+        rows[("lookback", job.lookback_site)] = {}
     for item, reading in zip(chunk, readings, strict=True):
+        offsets = np.asarray(reading.offsets, dtype=np.int32).reshape(-1, 2)
+        for site in job.token_sites:
+            acts = reading.activation(site).float().cpu().numpy().astype(np.float16)
+            rows[("tokens", site)][item.key] = {"acts": acts, "offsets": offsets}
+        if job.lookback:
+            ratios = reading.lookback_ratios()
+            flat = ratios.reshape(ratios.shape[0], -1).numpy().astype(np.float32)
+            mean = flat.mean(axis=0) if flat.shape[0] else np.zeros(flat.shape[1], np.float32)
+            rows[("lookback", job.lookback_site)][item.key] = {"mean": mean, "tok": flat}
         feats = encode_reading(reading, job.saes, job.pooling) if job.saes else None
         for site in job.saes:
             pooled = feats[site].pooled if feats is not None else None
@@ -231,6 +271,8 @@ def extract_features(
     chunk_size: int = 64,
     progress: bool = True,
     runner: ChunkRunner | None = None,
+    token_sites: Sequence[Site | str] = (),
+    lookback: bool = False,
 ) -> ExtractedFeatures:
     """Extract features for every example of ``dataset``.
 
@@ -247,16 +289,23 @@ def extract_features(
         progress: Show a progress bar on stderr.
         runner: Computes the reader features of the missing chunks elsewhere (e.g.
             :class:`calibration.ray_extract.RayRunner`); ``None`` reads them in this process.
+        token_sites: Sites whose per-token activations to keep, for token-level probes
+            (``(n_tokens, d)`` float16 per example: about 1.3 KB per token at d = 640).
+        lookback: Keep the lookback ratios (needs a reader made with ``lookback=True``).
     """
     mode = Pooling.parse(pooling)
     sae_map = {Site.parse(k): v for k, v in (saes or {}).items()}
     raws = [Site.parse(s) for s in (raw_sites if raw_sites is not None else list(sae_map))]
-    if (sae_map or raws) and reader is None:
-        msg = "SAE or raw features need a reader"
+    tokens = sorted({Site.parse(s) for s in token_sites})
+    if (sae_map or raws or tokens or lookback) and reader is None:
+        msg = "SAE, raw, per-token or lookback features need a reader"
+        raise ConfigError(msg)
+    if lookback and reader is not None and not reader.lookback:
+        msg = "lookback features need a reader made with lookback=True"
         raise ConfigError(msg)
     out = ExtractedFeatures(n=len(dataset), pooling=mode)
-    if reader is not None and (sae_map or raws):
-        job = ReaderJob(reader, sae_map, raws, mode, batch_size)
+    if reader is not None and (sae_map or raws or tokens or lookback):
+        job = ReaderJob(reader, sae_map, raws, mode, batch_size, tokens, lookback)
         out.n_computed = _extract_reader(dataset, job, cache_dir, chunk_size, progress, runner, out)
     if grounding is not None:
         out.n_computed += _extract_grounding(
@@ -275,7 +324,7 @@ def _extract_reader(
     out: ExtractedFeatures,
 ) -> int:
     reader, saes, raws, pooling = job.reader, job.saes, job.raws, job.pooling
-    missing_sites = (set(saes) | set(raws)) - set(reader.sites)
+    missing_sites = (set(saes) | set(raws) | set(job.token_sites)) - set(reader.sites)
     if missing_sites:
         msg = f"the reader does not capture {sorted(map(str, missing_sites))}"
         raise ConfigError(msg)
@@ -284,6 +333,11 @@ def _extract_reader(
         for s, sae in saes.items()
     }
     caches.update({("raw", s): _open(cache_dir, _raw_namespace(reader, s, pooling)) for s in raws})
+    for s in job.token_sites:
+        caches[("tokens", s)] = _open(cache_dir, _stream_namespace(reader, "tokens", s))
+    if job.lookback:
+        site = job.lookback_site
+        caches[("lookback", site)] = _open(cache_dir, _stream_namespace(reader, "lookback", site))
     keys = [text_key(prompt_of(ex), ex.response) for ex in dataset]
     missing = {k for c in caches.values() for k in c.missing(keys)}
     items = {
@@ -310,6 +364,19 @@ def _extract_reader(
         data = _get(cache, keys)
         if kind == "raw":
             out.raw[site] = np.stack([data[k]["raw"] for k in keys]).astype(np.float64)
+            continue
+        if kind == "tokens":
+            out.tokens[site] = [data[k]["acts"] for k in keys]
+            out.token_offsets = [data[k]["offsets"] for k in keys]
+            continue
+        if kind == "lookback":
+            shape = reader.lookback_shape
+            out.lookback = np.stack([data[k]["mean"] for k in keys]).astype(np.float64)
+            if out.lookback.shape[1:] != (shape[0] * shape[1],):
+                msg = f"cached lookback ratios do not fit the reader's {shape} layers x heads"
+                raise ArtifactError(msg)
+            out.lookback_shape = shape
+            out.token_lookback = [data[k]["tok"] for k in keys]
             continue
         sae = saes[site]
         width = sae.n_latents * len(pooling.parts)
