@@ -117,7 +117,18 @@ def from_row(row: dict[str, Any]) -> RiskRecord:
 
 
 def _exists(conn: psycopg.Connection[Any], table: str) -> bool:
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS found", (table,)).fetchone()
+    """Whether ``table`` exists in the schema new tables go to (``current_schema()``).
+
+    A plain query of ``pg_class`` under the statement's snapshot, not ``to_regclass``: the
+    latter reads a catalog snapshot that taking an advisory lock does not refresh, so a
+    writer that waited for another's migration would not see its tables.
+    """
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE c.relname = %s AND n.nspname = current_schema()) "
+        "AS found",
+        (table,),
+    ).fetchone()
     return bool(row and _first(row))
 
 

@@ -83,7 +83,7 @@ class PgServer:
     def stop(self) -> None:
         subprocess.run(
             [*self.prefix, str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.data_dir),
-             "-m", "fast", "-w", "-t", "30"],
+             "-m", "immediate", "-w", "-t", "30"],
             check=False, capture_output=True, timeout=60,
         )  # fmt: skip
 

@@ -24,8 +24,10 @@ from scope_guard.risklog import (
 from scope_guard.risklog.record import RiskRecord
 
 
-@pytest.fixture(params=["db", "jsonl"])
+@pytest.fixture(params=["db", "jsonl", "postgres"])
 def log_path(request, tmp_path):
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_url")
     return tmp_path / "sub" / f"risk.{request.param}"
 
 
@@ -76,9 +78,11 @@ def test_jsonl_line_has_no_texts_unless_logged(tmp_path):
     assert "Second line" not in path.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("suffix", ["db", "jsonl"])
-def test_duplicate_request_attempt_keeps_first(tmp_path, suffix, caplog):
-    path = tmp_path / f"risk.{suffix}"
+@pytest.mark.parametrize("suffix", ["db", "jsonl", "postgres"])
+def test_duplicate_request_attempt_keeps_first(request, tmp_path, suffix, caplog):
+    path = (
+        request.getfixturevalue("pg_url") if suffix == "postgres" else tmp_path / f"risk.{suffix}"
+    )
     first = make_record("dup", action="allow")
     second = make_record("dup", action="block")
     other_attempt = make_record("dup", action="warn", attempt=2)
@@ -89,7 +93,7 @@ def test_duplicate_request_attempt_keeps_first(tmp_path, suffix, caplog):
     got = sorted(reader.records(), key=lambda r: r.attempt)
     reader.close()
     assert got == [first, other_attempt]
-    if suffix == "db":
+    if suffix in ("db", "postgres"):
         assert "kept the first record" in caplog.text
     else:
         assert isinstance(reader, JSONLReader)

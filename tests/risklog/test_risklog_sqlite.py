@@ -1,4 +1,5 @@
-"""SQLite specifics: schema, filters and paging, and clear errors for files that are not logs."""
+"""SQLite specifics: schema, filters and paging (also run on PostgreSQL), and clear errors for
+files that are not logs."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from risklog_builders import make_record
 
 from scope_guard.errors import ArtifactError, ConfigError
-from scope_guard.risklog import SQLiteRiskLog, read_risk_log
+from scope_guard.risklog import SQLiteRiskLog, open_risk_log, read_risk_log
 from scope_guard.risklog.sqlite_schema import SCHEMA_VERSION
 
 
@@ -26,9 +27,13 @@ def _day_records():
     return records
 
 
-@pytest.fixture
-def filled(tmp_path):
-    log = SQLiteRiskLog(tmp_path / "risk.db")
+@pytest.fixture(params=["sqlite", "postgres"])
+def filled(request, tmp_path):
+    """The query tests' log; the same queries run on PostgreSQL (the test server)."""
+    if request.param == "postgres":
+        log = open_risk_log(request.getfixturevalue("pg_url"))
+    else:
+        log = SQLiteRiskLog(tmp_path / "risk.db")
     for record in _day_records():
         log.write(record)
     yield log
