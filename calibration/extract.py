@@ -62,7 +62,7 @@ class ExtractedFeatures:
         lookback_shape: ``(layers, heads)`` of :attr:`lookback`.
         token_lookback: Each example's per-token lookback ratios ``(n_tokens_i, layers * heads)``.
         tokens: Per site, each example's per-token raw activations ``(n_tokens_i, d)``
-            (float16), for token-level probes.
+            (float32), for token-level probes.
         token_offsets: Each example's ``(n_tokens_i, 2)`` character offsets of its response
             tokens (with :attr:`tokens`), to map labeled spans to tokens.
         n_computed: Examples computed in this call (the rest came from the cache).
@@ -187,7 +187,7 @@ class ReaderJob:
         raws: Sites whose pooled raw activations are kept.
         pooling: Pooling of codes and activations.
         batch_size: Reader batch size.
-        token_sites: Sites whose per-token activations are kept (float16).
+        token_sites: Sites whose per-token activations are kept (float32).
         lookback: Keep the lookback ratios (the reader must capture them).
     """
 
@@ -232,7 +232,8 @@ def reader_chunk_rows(job: ReaderJob, chunk: Sequence[ChunkItem]) -> ChunkRows:
     for item, reading in zip(chunk, readings, strict=True):
         offsets = np.asarray(reading.offsets, dtype=np.int32).reshape(-1, 2)
         for site in job.token_sites:
-            acts = reading.activation(site).float().cpu().numpy().astype(np.float16)
+            # float32: Gemma's residual stream has outlier dimensions past float16's range.
+            acts = reading.activation(site).float().cpu().numpy()
             rows[("tokens", site)][item.key] = {"acts": acts, "offsets": offsets}
         if job.lookback:
             ratios = reading.lookback_ratios()
@@ -290,7 +291,7 @@ def extract_features(
         runner: Computes the reader features of the missing chunks elsewhere (e.g.
             :class:`calibration.ray_extract.RayRunner`); ``None`` reads them in this process.
         token_sites: Sites whose per-token activations to keep, for token-level probes
-            (``(n_tokens, d)`` float16 per example: about 1.3 KB per token at d = 640).
+            (``(n_tokens, d)`` float32 per example: 2.5 KB per token at d = 640).
         lookback: Keep the lookback ratios (needs a reader made with ``lookback=True``).
     """
     mode = Pooling.parse(pooling)
