@@ -20,10 +20,10 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from calibration.extract import ChunkItem, ChunkRows, ReaderJob, reader_chunk_rows
 from calibration.feature_cache import text_key
+from calibration.ray_options import RayOptions, ray_error_cause, require_ray
 from scope_guard.errors import ArtifactError, ConfigError
 from scope_guard.features import Pooling
 from scope_guard.sites import Site
@@ -31,52 +31,9 @@ from scope_guard.sites import Site
 if TYPE_CHECKING:
     from scope_guard.reader import Reader
 
-__all__ = [
-    "RayOptions",
-    "RayRunner",
-    "ReaderSpec",
-    "load_job",
-    "ray_error_cause",
-    "ray_session",
-    "require_ray",
-]
+__all__ = ["RayRunner", "ReaderSpec", "identity", "load_job"]
 
 logger = logging.getLogger(__name__)
-
-_INSTALL = "pip install 'scope-guard[ray]'"
-
-
-def require_ray() -> Any:
-    """The ``ray`` module, or a :class:`ConfigError` saying how to install it."""
-    try:
-        import ray
-        import ray.data  # Ray Data ships in the extra, not in bare ray
-    except ImportError as exc:
-        msg = f"--ray needs Ray (ray[data]), which is not installed: {_INSTALL}"
-        raise ConfigError(msg) from exc
-    return ray
-
-
-class RayOptions(BaseModel):
-    """Where and how wide the Ray extraction runs.
-
-    Attributes:
-        address: The cluster to join (``"auto"``, ``"ray://host:10001"``, ``host:6379``);
-            ``None`` joins ``RAY_ADDRESS`` when set, else starts a local runtime.
-        actors: Reader actors (one model load each); on GPUs, one per GPU.
-        cpus_per_actor: CPUs each actor reserves (its torch threads).
-        gpus_per_actor: GPUs each actor reserves (``1`` on GPU nodes; ``0`` on CPUs).
-        device: The actors' reader device (default: ``cuda`` with GPUs, else the driver's).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    address: str | None = None
-    actors: int = Field(default=1, ge=1)
-    cpus_per_actor: float = Field(default=1.0, gt=0)
-    gpus_per_actor: float = Field(default=0.0, ge=0)
-    device: str | None = None
-
 
 _JOB_BASICS = {"reader", "saes", "raws", "pooling", "batch_size"}
 
@@ -306,40 +263,3 @@ def _unpack(packed: dict[str, Any]) -> ChunkRows:
         kind, _, site = name.partition("|")
         rows[(kind, Site.parse(site))] = value
     return rows
-
-
-def ray_error_cause(exc: BaseException) -> str:
-    """The innermost message of a Ray error (Ray wraps the actor's own error, with traces)."""
-    inner: BaseException = exc
-    while inner.__cause__ is not None:
-        inner = inner.__cause__
-    text = str(inner).strip().splitlines()
-    return text[-1] if text else type(inner).__name__
-
-
-class ray_session:  # noqa: N801  (used as a context manager, like open())
-    """Join (or start) a Ray runtime for the block; shut down only what it started.
-
-    An already initialised runtime (a test's, a notebook's) is used as it is.
-    """
-
-    def __init__(self, options: RayOptions) -> None:
-        self.options = options
-        self.started = False
-
-    def __enter__(self) -> ray_session:
-        ray = require_ray()
-        if not ray.is_initialized():
-            logger.info("joining Ray at %s", self.options.address or "RAY_ADDRESS / local")
-            ray.init(
-                address=self.options.address,
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-            )
-            self.started = True
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.started:
-            require_ray().shutdown()

@@ -19,7 +19,8 @@ from collections.abc import Iterable
 import torch
 
 from calibration.extract import ReaderJob
-from calibration.ray_extract import RayOptions, ReaderSpec, load_job, ray_error_cause, require_ray
+from calibration.ray_extract import ReaderSpec, load_job
+from calibration.ray_options import RayOptions, ray_error_cause, require_ray
 from scope_guard.errors import ArtifactError, InputError
 from scope_guard.features import Pooling
 from scope_guard.reader import Reader
@@ -67,7 +68,8 @@ class RayReader(Reader):
         self.__dict__.update(reader.__dict__)
         self.options = options or RayOptions()
         ray = require_ray()
-        device = self.options.device or ("cuda" if self.options.gpus_per_actor else "cpu")
+        default = "cuda" if self.options.gpus_per_actor else str(reader.device)
+        device = self.options.device or default
         job = ReaderJob(reader, {}, [], Pooling.MEAN, reader.batch_size)
         spec = ReaderSpec.of(job, device=device)
         remote = ray.remote(

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scope_guard.cli.console import emit_json, note, out
 from scope_guard.cli.inputs import add_reader_arguments, open_reader, open_saes
+from scope_guard.cli.ray_flags import add_ray_arguments, ray_options
 from scope_guard.cli.report_output import print_summary, report_payload
 from scope_guard.errors import ConfigError
 from scope_guard.sites import Site
+
+if TYPE_CHECKING:
+    from calibration.data import LabeledDataset
+    from calibration.ray_options import RayOptions
+    from scope_guard.reader import Reader
+    from scope_guard.sae import JumpReLUSAE
 
 __all__ = ["add_parser", "run"]
 
@@ -88,6 +95,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--breakdown", help="meta field for per-value metrics (default: auto)")
     p.add_argument("--limit", type=int, help="use only the first N examples")
     p.add_argument("--cache-dir", help="feature cache (default: ~/.cache/scope_guard/features)")
+    add_ray_arguments(p)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=run)
@@ -126,6 +134,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.grounding_only and not args.reader:
         msg = "give --reader (and --sae), or --grounding-only"
         raise ConfigError(msg)
+    on_ray = ray_options(args)
+    if on_ray is not None and args.grounding_only:
+        msg = "--ray runs the reader: --grounding-only reads with none"
+        raise ConfigError(msg)
     _check_out(Path(args.out), overwrite=args.overwrite)
     use_grounding = (
         args.grounding_only
@@ -157,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
 
         grounding = GroundingDetector()
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_root() / "features"
+    if on_ray is not None and reader is not None:
+        _extract_on_ray(dataset.with_label(risk), reader, saes, raw_sites, cache, on_ray, args)
     result = calibrate(
         dataset,
         settings,
@@ -178,6 +192,34 @@ def run(args: argparse.Namespace) -> int:
     out(f"\nbundle: {bundle_dir}")
     out(f"report: {paths.markdown} and {paths.html}")
     return 0
+
+
+def _extract_on_ray(
+    dataset: LabeledDataset,
+    reader: Reader,
+    saes: dict[Site, JumpReLUSAE],
+    raw_sites: list[Site],
+    cache: Path,
+    options: RayOptions,
+    args: argparse.Namespace,
+) -> None:
+    """Fill the feature cache with the rows ``calibrate`` will read, on a Ray actor pool; the
+    pipeline then finds them cached (same namespaces, same arguments as its own extraction)."""
+    from calibration.extract import extract_features
+    from calibration.ray_extract import RayRunner
+    from calibration.ray_options import ray_session
+
+    with ray_session(options):
+        got = extract_features(
+            dataset,
+            reader=reader,
+            saes=saes,
+            raw_sites=list(saes) or list(dict.fromkeys(raw_sites)),
+            cache_dir=cache,
+            progress=not args.no_progress,
+            runner=RayRunner(options),
+        )
+    note(f"ray: {got.n_computed} of {len(dataset)} rows read on {options.actors} actor(s)")
 
 
 def _check_out(folder: Path, *, overwrite: bool) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from scope_guard.cli.console import emit_json, note, out, table
 from scope_guard.cli.inputs import open_bundle_reader
+from scope_guard.cli.ray_flags import add_ray_arguments, ray_options
 from scope_guard.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dtype", default="auto", help="reader dtype: auto, bfloat16, float32")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=8, help="reader batch size")
+    add_ray_arguments(p)
     p.add_argument(
         "--skip-errors",
         action="store_true",
@@ -134,9 +136,11 @@ def _open_guard(args: argparse.Namespace) -> ScopeGuard:
         "log_text": args.log_text,
         "token_risk": False,  # per-token risk is not written: do not pay for it
     }
+    on_ray = ray_options(args)  # bad --ray flags, or Ray missing, refused before any work
     if not args.bundle:
-        if args.reader:
-            msg = "--reader needs --bundle (the weight-free guard reads no activations)"
+        if args.reader or on_ray is not None:
+            flag = "--reader" if args.reader else "--ray"
+            msg = f"{flag} needs --bundle (the weight-free guard reads no activations)"
             raise ConfigError(msg)
         note("no --bundle: the weight-free guard (uncalibrated grounding heuristic)")
         return ScopeGuard(**options)
@@ -144,6 +148,15 @@ def _open_guard(args: argparse.Namespace) -> ScopeGuard:
 
     bundle = DetectorBundle.load(args.bundle)
     reader = open_bundle_reader(bundle, args)
+    if on_ray is not None and reader is not None:
+        from calibration.ray_options import join_ray
+        from calibration.ray_reader import RayReader
+
+        join_ray(on_ray)  # actors and a runtime started here end with this process
+        reader = RayReader(reader, on_ray)
+        note(f"ray: the reader's passes run on {on_ray.actors} actor(s)")
+    elif on_ray is not None:
+        note("--ray: this bundle reads no activations; nothing runs on Ray")
     return ScopeGuard.from_bundle(args.bundle, reader=reader, **options)
 
 
