@@ -17,6 +17,7 @@ from calibration.report_model import DetectorEvaluation, EvaluationReport
 from detectors.bundle import DetectorBundle
 from detectors.feature_blocks import BlockKind
 from detectors.probe import ProbeDetector
+from detectors.token_scoring import aggregate_scores
 from scope_guard.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -165,6 +166,7 @@ def evaluate(
             msg = f"detector {detector.name!r} needs a grounding detector"
             raise ConfigError(msg)
         raw_sites = [b.parsed_site for b in detector.blocks if b.kind is BlockKind.RAW]
+        token_blocks = [b for b in detector.blocks if b.kind is BlockKind.TOKENS]
         features = extract_features(
             data,
             reader=reader if detector.needs_reader else None,
@@ -174,7 +176,17 @@ def evaluate(
             grounding=grounding if detector.needs_grounding else None,
             cache_dir=cache_dir,
             progress=progress,
+            token_sites=[b.parsed_site for b in token_blocks],
+            lookback=detector.needs_lookback,
         )
+        for block in token_blocks:  # the bundle's own probe, as the guard applies it
+            probe = block.token_probe
+            features.token_aggregates[block.parsed_site] = np.stack(
+                [
+                    aggregate_scores(probe.token_scores(acts))
+                    for acts in features.tokens[block.parsed_site]
+                ]
+            )
         probs = detector.predict_proba(features.matrix(detector.blocks))
         y = data.y(detector.risk)
         field_name = breakdown_field(data, breakdown)

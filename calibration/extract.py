@@ -65,6 +65,8 @@ class ExtractedFeatures:
             (float32), for token-level probes.
         token_offsets: Each example's ``(n_tokens_i, 2)`` character offsets of its response
             tokens (with :attr:`tokens`), to map labeled spans to tokens.
+        token_aggregates: Per site, ``(n, len(AGGREGATES))`` cross-fitted aggregates of a
+            token probe, set by calibration (a ``tokens`` block's columns).
         n_computed: Examples computed in this call (the rest came from the cache).
     """
 
@@ -81,6 +83,7 @@ class ExtractedFeatures:
     token_lookback: list[np.ndarray] | None = None
     tokens: dict[Site, list[np.ndarray]] = field(default_factory=dict)
     token_offsets: list[np.ndarray] | None = None
+    token_aggregates: dict[Site, np.ndarray] = field(default_factory=dict)
     n_computed: int = 0
 
     def matrix(self, blocks: Sequence[FeatureBlock]) -> Any:
@@ -94,6 +97,21 @@ class ExtractedFeatures:
                 parts.append(self.grounding)
                 continue
             site = block.parsed_site
+            if block.kind is BlockKind.LOOKBACK:
+                if self.lookback is None or self.lookback_shape is None:
+                    msg = "no lookback ratios extracted (extract with lookback=True)"
+                    raise ConfigError(msg)
+                if self.lookback_shape[1] != block.heads or self.lookback_shape[0] <= site.layer:
+                    msg = f"the extracted lookback ratios {self.lookback_shape} do not fit {site}"
+                    raise ConfigError(msg)
+                parts.append(self.lookback[:, : block.width])  # layer-major: layers 0..L first
+                continue
+            if block.kind is BlockKind.TOKENS:
+                if site not in self.token_aggregates:
+                    msg = f"no token-probe aggregates at {site} (calibrate fits them)"
+                    raise ConfigError(msg)
+                parts.append(self.token_aggregates[site])
+                continue
             if block.kind is BlockKind.RAW:
                 if site not in self.raw:
                     msg = f"no raw activations extracted at {site}"

@@ -41,10 +41,15 @@ def probe_variants(
     saes: Mapping[Site, JumpReLUSAE],
     reader: Reader | None,
     raw_sites: Sequence[Site] = (),
+    extra: Sequence[FeatureBlock] = (),
 ) -> list[Variant]:
     """The detectors to fit: per risk, an SAE probe beside a raw-activation probe (both over the
     grounding features when there are any); without SAEs, a raw-activation probe at
-    ``raw_sites`` beside the grounding features alone; with neither, grounding alone."""
+    ``raw_sites`` beside the grounding features alone; with neither, grounding alone.
+
+    ``extra`` reader blocks (lookback, token probes) join every detector that reads the reader;
+    with neither SAEs nor raw sites they make the reader detector by themselves."""
+    extra_blocks = list(extra)
     grounding = []
     if features.grounding is not None:
         grounding = [
@@ -57,6 +62,13 @@ def probe_variants(
     if (saes or raw_sites) and reader is None:
         msg = "SAE and raw features need a reader"
         raise ConfigError(msg)
+    if not saes and not raw_sites and extra_blocks:
+        if not grounding:
+            return [Variant(str(risk), "reader", extra_blocks)]
+        return [
+            Variant(str(risk), "reader+grounding", extra_blocks + grounding),
+            Variant(f"{risk}-grounding", "grounding", grounding),
+        ]
     if not saes and raw_sites and reader is not None:
         raw_only = [
             FeatureBlock(
@@ -67,6 +79,7 @@ def probe_variants(
             )
             for site in raw_sites
         ]
+        raw_only += extra_blocks
         if not grounding:
             return [Variant(str(risk), "raw", raw_only)]
         return [
@@ -98,8 +111,8 @@ def probe_variants(
     ]
     suffix = "+grounding" if grounding else ""
     return [
-        Variant(str(risk), "sae" + suffix, sae_blocks + grounding),
-        Variant(f"{risk}-raw", "raw" + suffix, raw_blocks + grounding),
+        Variant(str(risk), "sae" + suffix, sae_blocks + extra_blocks + grounding),
+        Variant(f"{risk}-raw", "raw" + suffix, raw_blocks + extra_blocks + grounding),
     ]
 
 

@@ -35,6 +35,7 @@ from calibration.evaluation import (
 from calibration.extract import extract_features
 from calibration.layouts import Variant, narrow_layout, probe_variants
 from calibration.probe import SparseProbe
+from calibration.reader_blocks import TokenBlocks, lookback_block
 from calibration.report_model import EvaluationReport
 from calibration.splits import cross_fit_scores, group_folds, group_train_test_split, take_rows
 from calibration.thresholds import choose_threshold
@@ -239,6 +240,8 @@ def calibrate(
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     raw_sites: Sequence[Site | str] | None = None,
+    lookback: bool = False,
+    token_sites: Sequence[Site | str] = (),
 ) -> CalibrationResult:
     """Fit calibrated detectors for ``settings.risk`` and evaluate them on held-out groups.
 
@@ -249,6 +252,12 @@ def calibrate(
     for which no SAE exists yet). With neither, fits a grounding-only detector (no model
     weights needed). See :attr:`CalibrationSettings.evaluation` for the two ways rows are
     held out.
+
+    ``lookback=True`` (a reader made with ``lookback=True``) adds the lookback block, and
+    ``token_sites`` a token-level probe per site trained on the rows' labeled spans
+    (:mod:`calibration.reader_blocks`), to the reader detector; without SAEs or raw sites they
+    form it alone, beside the grounding-only detector. A token probe is refitted inside every
+    fold on that fold's training rows only.
 
     Raises:
         InputError: too few labeled examples or a single class.
@@ -262,6 +271,7 @@ def calibrate(
     sae_map = {Site.parse(k): v for k, v in (saes or {}).items()}
     # dict.fromkeys: one site spelled twice (resid_post@2, blocks.2.hook_resid_post) is one block
     raw_only = [] if sae_map else list(dict.fromkeys(Site.parse(s) for s in (raw_sites or ())))
+    token_list = list(dict.fromkeys(Site.parse(s) for s in token_sites))
     features = extract_features(
         data,
         reader=reader,
@@ -270,6 +280,13 @@ def calibrate(
         grounding=grounding,
         cache_dir=cache_dir,
         progress=progress,
+        token_sites=token_list,
+        lookback=lookback,
+    )
+    token_blocks = (
+        TokenBlocks(data, features, token_list, risk, random_state=settings.random_state)
+        if token_list
+        else None
     )
     groups = data.groups()
     everything = np.arange(len(data))
@@ -299,16 +316,31 @@ def calibrate(
     field_name = breakdown_field(data, settings.breakdown)
     breakdown = (field_name, data.field(field_name)[scored]) if field_name else None
 
+    extra = [lookback_block(features)] if lookback else []
+    if token_blocks is not None:  # the bundle's probes: fitted on the rows the detector fits on
+        unscored = np.setdiff1d(scored, fit_rows)
+        extra += token_blocks.fit(fit_rows, unscored)
+    final_columns = dict(features.token_aggregates)
+    fold_columns: list[dict[Site, np.ndarray]] = []
+    if token_blocks is not None and settings.evaluation == "cv":
+        for train, test in folds:
+            token_blocks.fit(train, test)
+            fold_columns.append(dict(features.token_aggregates))
+
     detectors, evaluations, held_out = [], [], {}
-    for variant in probe_variants(risk, features, sae_map, reader, raw_only):
+    for variant in probe_variants(risk, features, sae_map, reader, raw_only, extra):
+        features.token_aggregates = final_columns
         X = features.matrix(variant.blocks)
         fitted = _fit_detector(variant, X, y, groups, fit_rows, settings, sae_map)
         if settings.evaluation == "cv":
             probs = np.empty(len(data))
             thresholds = np.empty(len(data))
-            for train, test in folds:
-                fold = _fit_detector(variant, X, y, groups, train, settings, sae_map)
-                probs[test] = _held_out_probs(fold, X, test)
+            for k, (train, test) in enumerate(folds):
+                if fold_columns:  # this fold's token probes never saw its test rows
+                    features.token_aggregates = fold_columns[k]
+                X_fold = features.matrix(variant.blocks) if fold_columns else X
+                fold = _fit_detector(variant, X_fold, y, groups, train, settings, sae_map)
+                probs[test] = _held_out_probs(fold, X_fold, test)
                 thresholds[test] = fold.detector.threshold
         else:
             probs = _held_out_probs(fitted, X, scored)

@@ -17,13 +17,13 @@ caller passes the training rows (see :func:`cross_fit_aggregates`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from calibration.labeled import LabeledSpan
 from calibration.splits import group_folds
+from detectors.token_scoring import AGGREGATES, TokenProbe, aggregate_scores
 from scope_guard.errors import InputError
 from scope_guard.risks import Risk
 
@@ -37,11 +37,6 @@ __all__ = [
     "predicted_spans",
     "token_labels",
 ]
-
-AGGREGATES = ("max", "top5_mean", "frac_above_half", "mean")
-"""Names of the response-level features of one token probe, in column order."""
-
-_TOP_K = 5
 
 
 def token_labels(offsets: np.ndarray, spans: Sequence[LabeledSpan], risk: Risk) -> np.ndarray:
@@ -59,33 +54,6 @@ def token_labels(offsets: np.ndarray, spans: Sequence[LabeledSpan], risk: Risk) 
             continue
         out |= ((offsets[:, 0] < span.end) & (offsets[:, 1] > span.start)).astype(np.int8)
     return out
-
-
-@dataclass(frozen=True)
-class TokenProbe:
-    """A fitted per-token logistic probe over standardized activations.
-
-    Attributes:
-        weights: ``(d,)`` coefficients on standardized inputs.
-        bias: The intercept.
-        mean: ``(d,)`` per-dimension mean of the training tokens.
-        scale: ``(d,)`` per-dimension standard deviation (1 where a dimension is constant).
-    """
-
-    weights: np.ndarray
-    bias: float
-    mean: np.ndarray
-    scale: np.ndarray
-
-    def logits(self, acts: np.ndarray) -> np.ndarray:
-        """``(n_tokens,)`` decision scores of ``(n_tokens, d)`` activations."""
-        x = (np.asarray(acts, dtype=np.float64) - self.mean) / self.scale
-        return np.asarray(x @ self.weights + self.bias, dtype=np.float64)
-
-    def token_scores(self, acts: np.ndarray) -> np.ndarray:
-        """``(n_tokens,)`` probabilities that each token is inside a span."""
-        z = np.clip(self.logits(acts), -50.0, 50.0)
-        return 1.0 / (1.0 + np.exp(-z))
 
 
 def fit_token_probe(
@@ -139,18 +107,6 @@ def fit_token_probe(
     )
 
 
-def aggregate_scores(scores: np.ndarray) -> np.ndarray:
-    """The response-level features of one response's token scores, in :data:`AGGREGATES` order.
-
-    An empty response aggregates to zeros (a defined result, not an error).
-    """
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    if s.size == 0:
-        return np.zeros(len(AGGREGATES))
-    top = np.sort(s)[-_TOP_K:]
-    return np.array([s.max(), top.mean(), float(np.mean(s >= 0.5)), s.mean()])
-
-
 def cross_fit_aggregates(
     acts: Sequence[np.ndarray],
     labels: Sequence[np.ndarray],
@@ -184,7 +140,9 @@ def cross_fit_aggregates(
         for j in inner_test:
             out_train[j] = aggregate_scores(probe.token_scores(acts[train[j]]))
     probe = fit_token_probe([acts[i] for i in train], [labels[i] for i in train], c=c)
-    out_test = np.stack([aggregate_scores(probe.token_scores(acts[i])) for i in test])
+    out_test = np.zeros((test.size, len(AGGREGATES)))
+    for j, i in enumerate(test):
+        out_test[j] = aggregate_scores(probe.token_scores(acts[i]))
     return out_train, out_test, probe
 
 

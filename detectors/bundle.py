@@ -423,6 +423,9 @@ class DetectorBundle:
         if missing:
             msg = f"the reader does not capture {sorted(map(str, missing))}, which the bundle reads"
             raise ArtifactError(msg)
+        if self.needs_lookback and not getattr(reader, "lookback", False):
+            msg = "the bundle reads lookback ratios: make the reader with lookback=True"
+            raise ArtifactError(msg)
         try:
             actual = reader.fingerprint_upto(spec.fingerprint_layer)
         except ConfigError as exc:  # the bundle's layer is deeper than this reader loads
@@ -481,6 +484,11 @@ class DetectorBundle:
                 f"{actual[:12]} != {spec.fingerprint[:12]}"
             )
             raise ArtifactError(msg)
+
+    @property
+    def needs_lookback(self) -> bool:
+        """Some detector reads lookback ratios: its reader must be made with ``lookback=True``."""
+        return any(d.needs_lookback for d in self.detectors.values())
 
     @property
     def sites(self) -> tuple[Site, ...]:

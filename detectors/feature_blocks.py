@@ -5,7 +5,12 @@ A block is one source of features:
 - ``sae``: pooled SAE codes of selected latents at one site (``len(latent_ids) * parts`` columns;
   for ``mean_max`` all mean columns first, then all max columns);
 - ``raw``: pooled raw activations at one site (``d * parts`` columns): the baseline probe;
-- ``grounding``: the grounding detector's fixed feature vector.
+- ``grounding``: the grounding detector's fixed feature vector;
+- ``lookback``: the mean lookback ratio over the response of every head of layers ``0 ..`` the
+  block's site layer (``(layer + 1) * heads`` columns, layer-major; needs a reader made with
+  ``lookback=True``, see :mod:`scope_guard.reader.lookback`);
+- ``tokens``: a token-level probe at one site (its fitted direction travels in the block), its
+  per-token risk aggregated over the response (:data:`detectors.token_scoring.AGGREGATES`).
 
 The same layout is used to fit the probe (from cached, full-width features) and to score a live
 request (from a :class:`~scope_guard.reader.Reading` and a grounding result), so a detector's
@@ -21,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from detectors.token_scoring import AGGREGATES, TokenProbe, aggregate_scores
 from scope_guard.errors import ArtifactError, ConfigError
 from scope_guard.features import Pooling, feature_names, pool_codes
 from scope_guard.sites import Site
@@ -39,6 +45,11 @@ class BlockKind(StrEnum):
     SAE = "sae"
     RAW = "raw"
     GROUNDING = "grounding"
+    LOOKBACK = "lookback"
+    TOKENS = "tokens"
+
+
+_SITED = (BlockKind.SAE, BlockKind.RAW, BlockKind.LOOKBACK, BlockKind.TOKENS)
 
 
 class FeatureBlock(BaseModel):
@@ -52,6 +63,11 @@ class FeatureBlock(BaseModel):
         d: ``raw``: width of the site's activations.
         names: ``grounding``: the grounding feature names, in order.
         version: ``grounding``: the grounding feature-set version.
+        heads: ``lookback``: attention heads per layer.
+        probe_weights: ``tokens``: the probe's coefficients on standardized activations.
+        probe_mean: ``tokens``: per-dimension mean used to standardize.
+        probe_scale: ``tokens``: per-dimension standard deviation used to standardize.
+        probe_bias: ``tokens``: the probe's intercept.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -63,10 +79,15 @@ class FeatureBlock(BaseModel):
     d: int | None = None
     names: list[str] = []
     version: int | None = None
+    heads: int | None = None
+    probe_weights: list[float] = []
+    probe_mean: list[float] = []
+    probe_scale: list[float] = []
+    probe_bias: float = 0.0
 
     @model_validator(mode="after")
     def _check(self) -> FeatureBlock:
-        if self.kind in (BlockKind.SAE, BlockKind.RAW):
+        if self.kind in _SITED:
             if self.site is None:
                 msg = f"a {self.kind} block needs a site"
                 raise ConfigError(msg)
@@ -85,7 +106,29 @@ class FeatureBlock(BaseModel):
         if self.kind is BlockKind.GROUNDING and (not self.names or self.version is None):
             msg = "a grounding block needs its feature names and version"
             raise ConfigError(msg)
+        if self.kind is BlockKind.LOOKBACK and (self.heads is None or self.heads <= 0):
+            msg = f"a lookback block needs its heads per layer (an integer > 0), got {self.heads!r}"
+            raise ConfigError(msg)
+        if self.kind is BlockKind.TOKENS:
+            sizes = {len(self.probe_weights), len(self.probe_mean), len(self.probe_scale)}
+            if len(sizes) != 1 or not self.probe_weights:
+                msg = "a tokens block needs probe weights, mean and scale of one length"
+                raise ConfigError(msg)
+            values = [*self.probe_weights, *self.probe_mean, *self.probe_scale, self.probe_bias]
+            if not np.all(np.isfinite(values)) or min(self.probe_scale) <= 0:
+                msg = "a tokens block's probe must be finite, with positive scales"
+                raise ConfigError(msg)
         return self
+
+    @property
+    def token_probe(self) -> TokenProbe:
+        """``tokens``: the fitted probe the block carries."""
+        return TokenProbe(
+            weights=np.asarray(self.probe_weights, dtype=np.float64),
+            bias=float(self.probe_bias),
+            mean=np.asarray(self.probe_mean, dtype=np.float64),
+            scale=np.asarray(self.probe_scale, dtype=np.float64),
+        )
 
     @property
     def parsed_site(self) -> Site:
@@ -101,6 +144,10 @@ class FeatureBlock(BaseModel):
             return len(self.latent_ids) * parts
         if self.kind is BlockKind.RAW:
             return int(self.d or 0) * parts
+        if self.kind is BlockKind.LOOKBACK:
+            return (self.parsed_site.layer + 1) * int(self.heads or 0)
+        if self.kind is BlockKind.TOKENS:
+            return len(AGGREGATES)
         return len(self.names)
 
     def column_names(self) -> list[str]:
@@ -109,6 +156,11 @@ class FeatureBlock(BaseModel):
         if self.kind is BlockKind.RAW:
             width = range(self.d or 0)
             return [f"{self.site}/raw_{p}/{i}" for p in self.pooling.parts for i in width]
+        if self.kind is BlockKind.LOOKBACK:
+            layers = range(self.parsed_site.layer + 1)
+            return [f"lookback/L{la}/H{h}" for la in layers for h in range(self.heads or 0)]
+        if self.kind is BlockKind.TOKENS:
+            return [f"{self.site}/tokens/{a}" for a in AGGREGATES]
         return [f"grounding/{n}" for n in self.names]
 
 
@@ -128,6 +180,21 @@ def _pooled_block(
         return pool_codes(per_token, block.pooling).cpu().numpy()[None, :]
     rows = per_token.float().cpu().numpy()
     return np.concatenate([rows] * len(block.pooling.parts), axis=1)
+
+
+def _lookback_block(block: FeatureBlock, reading: Reading, *, per_token_rows: bool) -> np.ndarray:
+    ratios = reading.lookback_ratios()
+    layers, heads = block.parsed_site.layer + 1, int(block.heads or 0)
+    if ratios.shape[1] < layers or ratios.shape[2] != heads:
+        msg = (
+            f"the reading's lookback ratios are {tuple(ratios.shape[1:])} layers x heads; the "
+            f"detector needs {layers} x {heads}"
+        )
+        raise ConfigError(msg)
+    rows = ratios[:, :layers].reshape(ratios.shape[0], -1).double().cpu().numpy()
+    if per_token_rows:
+        return rows
+    return rows.mean(axis=0, keepdims=True) if rows.shape[0] else np.zeros((1, rows.shape[1]))
 
 
 def assemble(
@@ -174,8 +241,18 @@ def assemble(
         if reading is None:
             msg = f"this detector needs a reading (it has a {block.kind} block at {block.site})"
             raise ConfigError(msg)
+        if block.kind is BlockKind.LOOKBACK:
+            parts.append(_lookback_block(block, reading, per_token_rows=per_token))
+            continue
         site = block.parsed_site
         acts = reading.activation(site)
+        if block.kind is BlockKind.TOKENS:
+            scores = block.token_probe.token_scores(acts.float().cpu().numpy())
+            if per_token:  # each token's own risk stands in for every aggregate
+                parts.append(np.stack([scores, scores, (scores >= 0.5) * 1.0, scores], axis=1))
+            else:
+                parts.append(aggregate_scores(scores)[None, :])
+            continue
         if block.kind is BlockKind.RAW:
             parts.append(_pooled_block(block, acts, per_token_rows=per_token))
             continue

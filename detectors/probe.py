@@ -143,6 +143,11 @@ class ProbeDetector:
         return bool(self.sites)
 
     @property
+    def needs_lookback(self) -> bool:
+        """The reader must capture lookback ratios (``Reader(..., lookback=True)``)."""
+        return any(b.kind is BlockKind.LOOKBACK for b in self.blocks)
+
+    @property
     def needs_grounding(self) -> bool:
         return any(b.kind is BlockKind.GROUNDING for b in self.blocks)
 

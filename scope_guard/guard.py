@@ -208,11 +208,18 @@ class ScopeGuard:
             max_tokens = spec.max_tokens or 2048
             bundle.reader_source(path)  # logs what the bundle asks to load, before loading it
             if spec.source == MINIATURE_SOURCE:
-                reader = ReaderClass.miniature(bundle.sites, max_tokens=max_tokens)
+                reader = ReaderClass.miniature(
+                    bundle.sites, max_tokens=max_tokens, lookback=bundle.needs_lookback
+                )
             else:
                 try:  # HF_HUB_OFFLINE is honoured: from_pretrained reads it at call time
                     reader = ReaderClass.from_pretrained(
-                        spec.source, bundle.sites, dtype=dtype, device=device, max_tokens=max_tokens
+                        spec.source,
+                        bundle.sites,
+                        dtype=dtype,
+                        device=device,
+                        max_tokens=max_tokens,
+                        lookback=bundle.needs_lookback,
                     )
                 except ArtifactError as exc:
                     msg = f"bundle {path} names the reader {spec.source!r}, unavailable: {exc}"

@@ -27,12 +27,18 @@ def synthetic_rag(n_sources: int = 40, per_source: int = 4, seed: int = 0) -> La
         question = f"Tell me about the {thing} of {city}."
         for r in range(per_source):
             fabricated = r % 2 == 1
+            spans = []
             if fabricated:
                 other = rng.choice([n for n in NAMES if n != architect])
                 response = (
                     f"The {thing} of {city} was designed by {other} in {year + rng.randint(3, 60)}"
                     f" and cost {rng.randint(2, 90)} million dollars."
                 )
+                cost = response.index(" and cost")  # what the context does not hold
+                spans = [
+                    {"start": response.index(other), "end": cost, "risk": "fabrication"},
+                    {"start": cost + 1, "end": len(response) - 1, "risk": "fabrication"},
+                ]
             else:
                 response = rng.choice(
                     [
@@ -48,6 +54,7 @@ def synthetic_rag(n_sources: int = 40, per_source: int = 4, seed: int = 0) -> La
                     contexts=[context],
                     response=response,
                     labels={"fabrication": int(fabricated)},
+                    spans=spans,
                     group=f"s{s}",
                     meta={"task_type": "QA" if s % 2 else "Summary"},
                 )

@@ -1,0 +1,1 @@
+"""Fabrication on RAGTruth with the real reader: extraction, feature blocks, ablation."""
