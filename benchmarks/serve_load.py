@@ -149,6 +149,18 @@ def _metric(text: str, name: str) -> float:
     return float(match.group(1)) if match else float("nan")
 
 
+def _stage_means_ms(text: str) -> dict[str, float]:
+    """Mean milliseconds per observation of each server stage (queue: per exchange; grounding,
+    read, guard: per micro-batch)."""
+    means = {}
+    for stage in ("queue", "grounding", "read", "guard"):
+        total = _metric(text, f'scope_guard_stage_seconds_sum{{stage="{stage}"}}')
+        count = _metric(text, f'scope_guard_stage_seconds_count{{stage="{stage}"}}')
+        if count > 0:
+            means[stage] = 1000 * total / count
+    return means
+
+
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
     import httpx
 
@@ -230,6 +242,7 @@ def run_case(
         **figures,
         "mean_batch": len(expected) / batches if batches else None,
         "batches": batches,
+        "server_stage_mean_ms": _stage_means_ms(metrics),
         "checks": checks,
     }
 
