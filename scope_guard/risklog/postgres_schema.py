@@ -136,14 +136,19 @@ def _first(row: Any) -> Any:
     return next(iter(row.values())) if isinstance(row, dict) else row[0]
 
 
-def schema_version(conn: psycopg.Connection[Any], label: str) -> int:
+def schema_version(conn: psycopg.Connection[Any], label: str, *, strict: bool = True) -> int:
     """The schema version of the log in ``conn``'s search path (0: none there yet).
 
+    Args:
+        strict: Refuse a ``risk_records`` table without a version. Only meaningful while no
+            one can be migrating (under the migration lock, or for a reader): otherwise another
+            writer's migration may commit between the two checks.
+
     Raises:
-        ArtifactError: A ``risk_records`` table exists without a version: not a risk log.
+        ArtifactError: (``strict``) A ``risk_records`` table exists without a version.
     """
     if not _exists(conn, VERSION_TABLE):
-        if _exists(conn, "risk_records"):
+        if strict and _exists(conn, "risk_records"):
             msg = f"{label} has a risk_records table but is not a scope-guard risk log"
             raise ArtifactError(msg)
         return 0
@@ -169,7 +174,7 @@ def migrate(conn: psycopg.Connection[Any], label: str) -> None:
     left alone without taking the lock. DDL is transactional in PostgreSQL, so a migration
     interrupted half-way leaves the previous version intact.
     """
-    version = schema_version(conn, label)
+    version = schema_version(conn, label, strict=False)
     check_version(version, label)
     if version == SCHEMA_VERSION:
         return

@@ -64,9 +64,11 @@ def test_summary_indexes_serve_the_time_window(pg_url):
             assert index in " ".join(line for (line,) in plan)
 
 
-def test_concurrent_first_opens_migrate_once(pg_url):
+@pytest.mark.parametrize("round_", range(3))
+def test_concurrent_first_opens_migrate_once(pg_url, round_):
+    """Eight threads open one new log at once (each its own pool, as processes would)."""
     errors: list[BaseException] = []
-    barrier = threading.Barrier(6)
+    barrier = threading.Barrier(8)
 
     def opener() -> None:
         barrier.wait()
@@ -75,7 +77,7 @@ def test_concurrent_first_opens_migrate_once(pg_url):
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
-    threads = [threading.Thread(target=opener) for _ in range(6)]
+    threads = [threading.Thread(target=opener) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
