@@ -57,6 +57,18 @@ def add_parser(sub: Any) -> None:
         help="without --sae: fit a raw-activation probe at this site (resid_post@9); repeatable",
     )
     p.add_argument(
+        "--token-site",
+        action="append",
+        default=[],
+        help="a token-level probe at this site, trained on the data's labeled spans; repeatable",
+    )
+    p.add_argument(
+        "--lookback",
+        action="store_true",
+        help="add the lookback ratios of every head up to the deepest site (attention to the "
+        "context against the answer so far)",
+    )
+    p.add_argument(
         "--grounding-only", action="store_true", help="no reader: grounding features only"
     )
     p.add_argument(
@@ -125,8 +137,9 @@ def run(args: argparse.Namespace) -> int:
         evaluation=args.evaluation,
         n_outer=args.outer_folds,
     )
-    if args.grounding_only and (args.reader or args.sae or args.raw_site):
-        msg = "--grounding-only excludes --reader, --sae and --raw-site"
+    reader_blocks = bool(args.token_site or args.lookback)
+    if args.grounding_only and (args.reader or args.sae or args.raw_site or reader_blocks):
+        msg = "--grounding-only excludes --reader, --sae, --raw-site, --token-site and --lookback"
         raise ConfigError(msg)
     if args.sae and args.raw_site:
         msg = "--raw-site is for a reader without an SAE; with --sae the raw baseline is fitted"
@@ -148,15 +161,22 @@ def run(args: argparse.Namespace) -> int:
     note(f"loaded {len(dataset)} examples from {args.data} ({args.format})")
     reader, saes = None, {}
     raw_sites = [Site.parse(s) for s in args.raw_site]
+    token_sites = [Site.parse(s) for s in args.token_site]
     if not args.grounding_only:
-        saes = {} if raw_sites else open_saes(args.sae, reader_source=args.reader)
+        with_sae = args.sae or not (raw_sites or reader_blocks)
+        saes = open_saes(args.sae, reader_source=args.reader) if with_sae and not raw_sites else {}
+        sites = list(dict.fromkeys([*(list(saes) or raw_sites), *token_sites]))
+        if not sites:
+            msg = "--lookback reads up to the deepest site: give --token-site, --raw-site or --sae"
+            raise ConfigError(msg)
         reader = open_reader(
             args.reader,
-            list(saes) or raw_sites,
+            sites,
             dtype=args.dtype,
             device=args.device,
             max_tokens=args.max_tokens,
             batch_size=args.batch_size,
+            lookback=args.lookback,
         )
         for site, sae in saes.items():
             if sae.d_model != reader.site_dim(site):
@@ -180,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
         grounding=grounding,
         cache_dir=cache,
         progress=not args.no_progress,
+        lookback=args.lookback,
+        token_sites=token_sites,
     )
     bundle_dir = result.bundle.save(args.out)
     paths = write_report(result.report, args.report or Path(args.out) / "report")

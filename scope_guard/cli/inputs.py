@@ -69,6 +69,7 @@ def open_reader(
     device: str = "cpu",
     max_tokens: int = 2048,
     batch_size: int = 8,
+    lookback: bool = False,
 ) -> Reader:
     from scope_guard.reader import Reader
 
@@ -77,9 +78,17 @@ def open_reader(
         raise ConfigError(msg)
     if source == MINIATURE:
         note("reader: the miniature stand-in (random weights): SAE/raw probes mean nothing")
-        return Reader.miniature(sites, max_tokens=max_tokens, batch_size=batch_size)
+        return Reader.miniature(
+            sites, max_tokens=max_tokens, batch_size=batch_size, lookback=lookback
+        )
     return Reader.from_pretrained(
-        source, sites, dtype=dtype, device=device, max_tokens=max_tokens, batch_size=batch_size
+        source,
+        sites,
+        dtype=dtype,
+        device=device,
+        max_tokens=max_tokens,
+        batch_size=batch_size,
+        lookback=lookback,
     )
 
 
@@ -100,4 +109,5 @@ def open_bundle_reader(bundle: Any, args: Any) -> Reader | None:
         device=args.device,
         max_tokens=(spec.max_tokens if spec and spec.max_tokens else 2048),
         batch_size=args.batch_size,
+        lookback=bundle.needs_lookback,
     )
