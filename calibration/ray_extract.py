@@ -31,7 +31,7 @@ from scope_guard.sites import Site
 if TYPE_CHECKING:
     from scope_guard.reader import Reader
 
-__all__ = ["RayRunner", "ReaderSpec", "identity", "load_job"]
+__all__ = ["RayRunner", "ReaderSpec", "identity", "load_job", "use_threads"]
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +164,13 @@ def load_job(spec: ReaderSpec) -> ReaderJob:
     return ReaderJob(reader, saes, raws, pooling, spec.batch_size, **spec.job_options)
 
 
+def use_threads(threads: int) -> None:
+    """Give torch the actor's CPUs: a reused Ray worker keeps the one thread it started with."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
 def _wire(text: str) -> bytes:
     # Arrow columns are UTF-8; lone surrogates (valid in a Python str) must survive the trip.
     return text.encode("utf-8", "surrogatepass")
@@ -176,7 +183,8 @@ def _unwire(data: Any) -> str:
 class ChunkActor:
     """A Ray Data callable class: one reader per actor, one chunk of examples per call."""
 
-    def __init__(self, spec: ReaderSpec) -> None:
+    def __init__(self, spec: ReaderSpec, threads: int) -> None:
+        use_threads(threads)
         self.job = load_job(spec)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -234,7 +242,7 @@ class RayRunner:
         ]
         dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             ChunkActor,
-            fn_constructor_kwargs={"spec": spec},
+            fn_constructor_kwargs={"spec": spec, "threads": int(opts.cpus_per_actor)},
             batch_size=1,  # one chunk per call: the chunk is the unit read and cached
             compute=ray.data.ActorPoolStrategy(size=min(opts.actors, len(items))),
             num_cpus=opts.cpus_per_actor,
@@ -242,13 +250,16 @@ class RayRunner:
         )
         seen: set[int] = set()
         try:
-            for row in dataset.iter_rows():
-                index = int(row["chunk"])
-                if index in seen or not 0 <= index < len(chunks):
-                    msg = f"the Ray pipeline returned chunk {index} twice or out of range"
-                    raise ArtifactError(msg)
-                seen.add(index)
-                yield index, _unpack(row["rows"])
+            # Whole blocks, no prefetch: iter_rows holds each chunk back until the next one is
+            # done, so a chunk would be written one chunk late (and the last two together).
+            for block in dataset.iter_batches(batch_size=None, prefetch_batches=0):
+                for index, packed in zip(block["chunk"], block["rows"], strict=True):
+                    index = int(index)
+                    if index in seen or not 0 <= index < len(chunks):
+                        msg = f"the Ray pipeline returned chunk {index} twice or out of range"
+                        raise ArtifactError(msg)
+                    seen.add(index)
+                    yield index, _unpack(packed)
         except ray.exceptions.RayError as exc:
             msg = f"the Ray extraction failed: {ray_error_cause(exc)}"
             raise ArtifactError(msg) from exc
@@ -259,7 +270,11 @@ class RayRunner:
 
 def _unpack(packed: dict[str, Any]) -> ChunkRows:
     rows: ChunkRows = {}
-    for name, value in packed.items():
+    for name, per_key in packed.items():
         kind, _, site = name.partition("|")
-        rows[(kind, Site.parse(site))] = value
+        # Copies: arrays out of the object store are read-only views that pin its memory.
+        rows[(kind, Site.parse(site))] = {
+            key: {field: np.array(value) for field, value in arrays.items()}
+            for key, arrays in per_key.items()
+        }
     return rows

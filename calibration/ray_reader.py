@@ -19,7 +19,7 @@ from collections.abc import Iterable
 import torch
 
 from calibration.extract import ReaderJob
-from calibration.ray_extract import ReaderSpec, load_job
+from calibration.ray_extract import ReaderSpec, load_job, use_threads
 from calibration.ray_options import RayOptions, ray_error_cause, require_ray
 from scope_guard.errors import ArtifactError, InputError
 from scope_guard.features import Pooling
@@ -32,7 +32,8 @@ __all__ = ["RayReader", "ReadingActor"]
 class ReadingActor:
     """One reader per actor (loaded from a :class:`ReaderSpec`, checked against the driver's)."""
 
-    def __init__(self, spec: ReaderSpec) -> None:
+    def __init__(self, spec: ReaderSpec, threads: int) -> None:
+        use_threads(threads)
         self.reader = load_job(spec).reader
 
     def read(self, pairs: list[tuple[str, str]], batch_size: int) -> list[Reading]:
@@ -75,7 +76,8 @@ class RayReader(Reader):
         remote = ray.remote(
             num_cpus=self.options.cpus_per_actor, num_gpus=self.options.gpus_per_actor
         )(ReadingActor)
-        self._actors = [remote.remote(spec) for _ in range(self.options.actors)]
+        threads = int(self.options.cpus_per_actor)
+        self._actors = [remote.remote(spec, threads) for _ in range(self.options.actors)]
         try:  # load errors surface here, not in the first scored batch
             ray.get([a.__ray_ready__.remote() for a in self._actors])
         except ray.exceptions.RayError as exc:

@@ -192,8 +192,8 @@ def test_calibrate_and_score_on_ray_equal_the_local_commands(
 ) -> None:
     rows = varied(n_sources=8)
     data = write_jsonl(rows.examples, tmp_path / "rows.jsonl")
-    common = ["--risk", "fabrication", "--reader", "miniature", "--bootstrap", "20"]
-    common += ["--folds", "3", "--no-progress", "--json"]
+    common = ["--risk", "fabrication", "--reader", "miniature", "--bootstrap", "10"]
+    common += ["--C", "1", "--no-nested-c", "--folds", "2", "--no-progress", "--json"]
     on_ray = ["--ray", "--ray-actors", "2"]
     for name, extra in {"local": [], "ray": on_ray}.items():
         out, cache = tmp_path / f"bundle_{name}", tmp_path / f"cache_{name}"
