@@ -64,6 +64,8 @@ class RemoteGuard:
             needs the async one: ``async_transport``).
         async_transport: An httpx transport for the async client.
         max_connections: Connection pool size of each client.
+        max_reply_bytes: Longest reply read; a longer one is a malformed reply (a service, or
+            whatever answers at its address, cannot make the client buffer without bound).
         raise_errors: Raise :class:`RemoteGuardError` instead of degrading (debugging).
 
     Raises:
@@ -84,6 +86,7 @@ class RemoteGuard:
         transport: Any = None,
         async_transport: Any = None,
         max_connections: int = 100,
+        max_reply_bytes: int = 64 * 2**20,
         raise_errors: bool = False,
     ) -> None:
         if failure_mode not in ("open", "closed"):
@@ -92,6 +95,10 @@ class RemoteGuard:
         if not 0 <= retries <= 10:
             msg = f"retries must be between 0 and 10, got {retries!r}"
             raise ConfigError(msg)
+        if max_reply_bytes < 1024:
+            msg = f"max_reply_bytes must be at least 1024, got {max_reply_bytes!r}"
+            raise ConfigError(msg)
+        self.max_reply_bytes = max_reply_bytes
         if timeout_s <= 0 or connect_timeout_s <= 0 or backoff_s < 0:
             msg = "timeout_s and connect_timeout_s must be > 0, backoff_s >= 0"
             raise ConfigError(msg)
@@ -201,7 +208,16 @@ class RemoteGuard:
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             try:
-                response = self._client.post(path, content=body)
+                request = self._client.build_request("POST", path, content=body)
+                streamed = self._client.send(request, stream=True)
+                try:
+                    chunks = _capped(streamed.iter_bytes(), self.max_reply_bytes)
+                    response = _Reply(streamed.status_code, b"".join(chunks))
+                finally:
+                    streamed.close()
+            except _TooLong as exc:
+                msg = f"{self.url}{path}: the reply is longer than {exc.args[0]} bytes"
+                raise RemoteGuardError(msg) from exc
             except self._httpx.HTTPError as exc:
                 if last or not self._retryable(exc):
                     raise _transport_error(self.url + path, exc) from exc
@@ -216,7 +232,21 @@ class RemoteGuard:
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             try:
-                response = await client.post(path, content=body)
+                request = client.build_request("POST", path, content=body)
+                streamed = await client.send(request, stream=True)
+                try:
+                    size, parts = 0, []
+                    async for chunk in streamed.aiter_bytes():
+                        size += len(chunk)
+                        if size > self.max_reply_bytes:
+                            raise _TooLong(self.max_reply_bytes)
+                        parts.append(chunk)
+                    response = _Reply(streamed.status_code, b"".join(parts))
+                finally:
+                    await streamed.aclose()
+            except _TooLong as exc:
+                msg = f"{self.url}{path}: the reply is longer than {exc.args[0]} bytes"
+                raise RemoteGuardError(msg) from exc
             except self._httpx.HTTPError as exc:
                 if last or not self._retryable(exc):
                     raise _transport_error(self.url + path, exc) from exc
@@ -335,6 +365,31 @@ def _table(outcome: OutcomeRule | None, exchange: Exchange) -> dict[str, str] | 
     if outcome is None:
         return None
     return {a.value: o.value for a, o in outcome_table(outcome, exchange).items()}
+
+
+class _TooLong(Exception):
+    """A reply past ``max_reply_bytes`` (turned into a RemoteGuardError by the caller)."""
+
+
+class _Reply:
+    """A reply read whole (at most ``max_reply_bytes``): its status and its bytes."""
+
+    def __init__(self, status_code: int, content: bytes) -> None:
+        self.status_code = status_code
+        self.content = content
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def _capped(chunks: Any, limit: int) -> list[bytes]:
+    out, size = [], 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise _TooLong(limit)
+        out.append(chunk)
+    return out
 
 
 def _body(payload: dict[str, Any]) -> bytes:

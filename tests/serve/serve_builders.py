@@ -109,7 +109,8 @@ def running(app: Any) -> Iterator[str]:
 
 def hostile_app(kind: str, hits: list[str]) -> Any:
     """A server that answers ``/assess`` badly: ``500``, ``503``, ``not_json``,
-    ``not_report``, ``other_request``, ``slow`` (2 s), counting each hit in ``hits``."""
+    ``not_report``, ``other_request``, ``slow`` (2 s), ``huge`` (an endless stream of bytes),
+    counting each hit in ``hits``."""
     import asyncio
 
     from starlette.applications import Starlette
@@ -135,6 +136,14 @@ def hostile_app(kind: str, hits: list[str]) -> Any:
                     "decision": {"action": "allow"},
                 }
             )
+        if kind == "huge":
+            from starlette.responses import StreamingResponse
+
+            async def endless() -> Any:
+                while True:
+                    yield b" " * 65536
+
+            return StreamingResponse(endless(), media_type="application/json")
         if kind == "slow":
             await asyncio.sleep(2)
         return JSONResponse({"request_id": body["exchange"]["request_id"]})

@@ -173,6 +173,7 @@ def test_the_async_client_fails_closed_on_a_dead_server() -> None:
         ("not_report", 1, "not a risk report"),
         ("other_request", 1, "another request"),
         ("slow", 1, "ReadTimeout"),  # may have been assessed: never retried
+        ("huge", 1, "longer than"),  # an endless reply is cut at max_reply_bytes
     ],
 )
 @pytest.mark.parametrize("mode", ["open", "closed"])
@@ -187,6 +188,7 @@ def test_a_failing_service_follows_the_failure_mode(
             timeout_s=0.5,
             retries=2,
             backoff_s=0.01,
+            max_reply_bytes=2**20,
         )
         report = guard.assess(exchange(1))
     assert len(seen) == hits
