@@ -76,8 +76,9 @@ class ScopeGuard:
         grounding: The grounding detector; a default one is made when a detector needs it or
             when there are no detectors (then its heuristic risk is the fabrication score).
         policy: Per-risk thresholds; default from each primary detector's calibrated threshold.
-        risk_log: A sink, a path (``.db``/``.sqlite``: SQLite; ``.jsonl``), ``"logging"``, or
-            ``None`` (no log).
+        risk_log: A sink, a path (``.db``/``.sqlite``: SQLite; ``.jsonl``), a
+            ``postgresql://`` URL (one log shared by many hosts; the ``postgres`` extra),
+            ``"logging"``, or ``None`` (no log).
         failure_mode: ``"open"`` (the answer passes) or ``"closed"`` (the fallback is served)
             when the guard itself fails.
         prompt_mode: What the reader reads as the user turn: ``"rendered"`` (question + contexts
