@@ -38,6 +38,7 @@ from benchmarks.behaviours.baselines import baselines
 from benchmarks.behaviours.features import cached_features, extract, token_activations
 from benchmarks.behaviours.probes import GRID, NestedResult, metrics_of, nested_cv
 from benchmarks.behaviours.sets import SETS, BehaviourSet, load_set
+from benchmarks.behaviours.tables import render
 from calibration.data import LabeledDataset
 from calibration.metrics import Metrics
 from scope_guard.risks import Risk
@@ -144,7 +145,7 @@ def evaluate_set(
     if sae is not None:
         raw = out["sweep"][f"{sae_site}/mean"]
         sae_fig = _scored(others, "sae", y, groups, args)
-        out["sae"] = {
+        out["sae_probe"] = {
             "site": str(sae_site),
             "n_latents": int(sae.n_latents),
             "pooling": "mean",
@@ -234,17 +235,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n-bootstrap", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch and BLAS threads (default 1: on two cores shared with other jobs, two "
+        "threads made the reader 2.8x and the probes 8x slower)",
+    )
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-transfer", action="store_true", help="leave out the transfer table")
+    p.add_argument(
+        "--tables", action="store_true", help="only print the Markdown tables of --results"
+    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(argv)
-    from scope_guard.reader import Reader
-
     wanted = set(args.sets.split(","))
     specs = [s for s in SETS if s.name in wanted]
+    if args.tables:
+        print(render(Path(args.results), [s.name for s in specs]))
+        return 0
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from scope_guard.reader import Reader
+
+    torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)
     root = Path(args.data_root)
     loaded = {}
     for spec in specs:
@@ -276,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         "ridge_penalties": list(GRID),
         "n_read_this_run": n_read,
         "read_seconds_this_run": round(read_s, 1),
-        "sae": str(Path(args.sae).expanduser()) if sae is not None else None,
+        "sae_folder": str(Path(args.sae).expanduser()) if sae is not None else None,
     }
     bundles: dict[str, Any] = {}
     for name, (spec, data, n_units) in loaded.items():
@@ -288,26 +308,42 @@ def main(argv: list[str] | None = None) -> int:
         if args.bundles:
             bundle.save(Path(args.bundles) / name)
         _write(Path(args.results) / f"behaviours_{name}.json", {**common, **out})
+    if args.no_transfer:
+        return 0
     _write(
         Path(args.results) / "behaviours_transfer.json",
-        {**common, **_transfer(loaded, bundles, reader, args)},
+        {**common, **_transfer(bundles, reader, root, args)},
     )
     return 0
 
 
-def _transfer(loaded: dict, bundles: dict, reader: Any, args: Any) -> dict[str, Any]:
-    """Each deception set's calibrated bundle scored on every other deception set."""
-    from calibration.evaluation import evaluate
+def _transfer(bundles: dict[str, Any], reader: Any, root: Path, args: Any) -> dict[str, Any]:
+    """Each deception set's calibrated bundle scored on every other deception set.
 
-    names = [n for n, (spec, _, _) in loaded.items() if spec.risk is Risk.DECEPTION]
+    ``bundles`` holds this run's bundles; with ``--bundles``, those of earlier runs found there
+    join them, so sets run one at a time still meet in one transfer table.
+    """
+    from calibration.evaluation import evaluate
+    from detectors.bundle import DetectorBundle
+
+    specs = [s for s in SETS if s.risk is Risk.DECEPTION]
+    found = dict(bundles)
+    if args.bundles:
+        for spec in specs:
+            folder = Path(args.bundles) / spec.name
+            if spec.name not in found and folder.is_dir():
+                found[spec.name] = DetectorBundle.load(folder)
     pairs = []
-    for source in names:
-        for target in names:
-            if source == target:
+    for source in specs:
+        if source.name not in found:
+            continue
+        for target in specs:
+            if target.name == source.name:
                 continue
+            data, _ = load_set(target, root, args.seed)
             report = evaluate(
-                bundles[source],
-                loaded[target][1],
+                found[source.name],
+                data,
                 reader=reader,
                 cache_dir=args.cache_dir,
                 n_bootstrap=args.n_bootstrap,
@@ -315,7 +351,7 @@ def _transfer(loaded: dict, bundles: dict, reader: Any, args: Any) -> dict[str, 
                 progress=False,
             )
             metrics = report.evaluations[0].metrics
-            pairs.append({"fitted_on": source, "scored_on": target, **_figures(metrics)})
+            pairs.append({"fitted_on": source.name, "scored_on": target.name, **_figures(metrics)})
     return {"transfer": pairs}
 
 

@@ -68,17 +68,21 @@ def extract(
     batch_size: int = 8,
     chunk_size: int = 64,
     progress: bool = True,
+    part: tuple[int, int] = (0, 1),
 ) -> int:
     """Read every example not yet cached, at every site of ``reader``; returns how many.
 
     Examples are read shortest first, so that a batch holds exchanges of similar length.
+    ``part=(i, k)`` reads only the i-th of k disjoint shares of the keys, so that k processes
+    (one thread each) can share the work: the cache takes concurrent writers.
     """
     sites = list(reader.sites)
     caches = _caches(reader, sites, token_site, cache_dir)
     todo: dict[str, tuple[str, str]] = {}
     for dataset in datasets:
         for key, ex in zip(example_keys(dataset), dataset, strict=True):
-            if key not in todo and any(key not in c for c in caches.values()):
+            mine = int(key, 16) % part[1] == part[0]
+            if mine and key not in todo and any(key not in c for c in caches.values()):
                 todo[key] = (prompt_of(ex), ex.response)
     order = sorted(todo, key=lambda k: len(todo[k][0]) + len(todo[k][1]))
     bar = tqdm(total=len(order), desc="reader", unit="ex", disable=not progress)
