@@ -66,18 +66,80 @@ def build_corpus(root: Path) -> TextCorpus:
     return corpus
 
 
-def read_activations(source: ReaderActivations, max_tokens: int, budget_s: float) -> torch.Tensor:
-    """Rows from the stream until ``max_tokens`` or ``budget_s`` seconds."""
+def read_activations(
+    source: ReaderActivations,
+    max_tokens: int,
+    budget_s: float,
+    cache: Path | None = None,
+    shard_tokens: int = 100_000,
+) -> tuple[torch.Tensor, float]:
+    """Rows from the stream until ``max_tokens`` or ``budget_s`` seconds, and the seconds spent.
+
+    With ``cache`` (a folder), rows already there are reused and new ones are written to it in
+    shards as they are read, so that several experiments (and a run that was stopped) read the
+    activations once; the cache records what the rows are, and a different source is refused.
+    """
     parts: list[torch.Tensor] = []
-    have, start = 0, time.monotonic()
-    while have < max_tokens and time.monotonic() - start < budget_s:
+    have, spent = 0, 0.0
+    if cache is not None:
+        parts, spent = _load_cache(cache, source)
+        have = sum(int(t.shape[0]) for t in parts)
+        if parts:
+            logger.info("%d cached tokens in %s (read in %.0f s)", have, cache, spent)
+            source.restore(json.loads((cache / "meta.json").read_text())["state"])
+    start, pending = time.monotonic(), 0
+    while have < max_tokens and spent + time.monotonic() - start < budget_s:
         chunk = source.read_chunk()
         parts.append(chunk)
         have += int(chunk.shape[0])
+        pending += int(chunk.shape[0])
+        if cache is not None and (pending >= shard_tokens or have >= max_tokens):
+            _write_shard(cache, source, parts[-_count_tail(parts, pending) :], spent, start)
+            pending = 0
         if len(parts) % 10 == 0:
-            rate = have / (time.monotonic() - start)
+            rate = have / (spent + time.monotonic() - start)
             logger.info("read %d tokens (%.0f tok/s)", have, rate)
-    return torch.cat(parts)[:max_tokens]
+    if cache is not None and pending:
+        _write_shard(cache, source, parts[-_count_tail(parts, pending) :], spent, start)
+    return torch.cat(parts)[:max_tokens], spent + time.monotonic() - start
+
+
+def _count_tail(parts: list[torch.Tensor], tokens: int) -> int:
+    """How many of the last parts hold the last ``tokens`` rows."""
+    n, seen = 0, 0
+    while seen < tokens:
+        n += 1
+        seen += int(parts[-n].shape[0])
+    return n
+
+
+def _write_shard(
+    cache: Path, source: ReaderActivations, tail: list[torch.Tensor], spent: float, start: float
+) -> None:
+    cache.mkdir(parents=True, exist_ok=True)
+    meta_path = cache / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"shards": []}
+    name = f"shard_{len(meta['shards']):04d}.pt"
+    torch.save(torch.cat(tail).clone(), cache / name)
+    meta.update(
+        source=source.describe(),
+        state=source.state(),
+        read_s=spent + time.monotonic() - start,
+        shards=[*meta["shards"], name],
+    )
+    meta_path.write_text(json.dumps(meta, indent=2))
+
+
+def _load_cache(cache: Path, source: ReaderActivations) -> tuple[list[torch.Tensor], float]:
+    meta_path = cache / "meta.json"
+    if not meta_path.exists():
+        return [], 0.0
+    meta = json.loads(meta_path.read_text())
+    if meta["source"] != source.describe():
+        msg = f"{cache} holds activations of {meta['source']}, not of {source.describe()}"
+        raise SystemExit(msg)
+    parts = [torch.load(cache / name, weights_only=True) for name in meta["shards"]]
+    return parts, float(meta["read_s"])
 
 
 def step_seconds(config: TrainingConfig, acts: torch.Tensor, n_steps: int = 4) -> float:
@@ -121,6 +183,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--l0-coefficient", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dead-after", type=int, default=30_000, help="tokens silent = dead")
+    p.add_argument("--outlier-dim-ratio", type=float, default=4.0, help="0: plain MSE")
+    p.add_argument("--dead-aux", type=float, default=0.1, help="pre-activation loss weight")
+    p.add_argument("--no-center", action="store_true")
+    p.add_argument("--resample", action="store_true")
+    p.add_argument("--target-l0-gain", type=float, default=0.005)
+    p.add_argument(
+        "--activations-cache",
+        type=Path,
+        default=None,
+        help="folder (outside the repo) to keep the read activations in and reuse them from",
+    )
+    p.add_argument("--read-only", action="store_true", help="stop once the activations are read")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     started = time.monotonic()
@@ -132,12 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     source = ReaderActivations(
         reader, site, train, context_size=args.context_size, seed=args.seed, batch_size=16
     )
-    t0 = time.monotonic()
-    acts = read_activations(source, args.read_tokens, 60 * args.read_minutes)
-    read_s = time.monotonic() - t0
+    acts, read_s = read_activations(
+        source, args.read_tokens, 60 * args.read_minutes, args.activations_cache
+    )
     logger.info(
         "read %d tokens in %.0f s (%.0f tok/s)", acts.shape[0], read_s, acts.shape[0] / read_s
     )
+    if args.read_only:
+        return 0
 
     base = TrainingConfig(
         width=args.width,
@@ -149,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         dead_after_tokens=args.dead_after,
         resample_every_tokens=args.dead_after,
+        resample_dead=args.resample,
+        outlier_dim_ratio=args.outlier_dim_ratio or None,
+        dead_aux_coefficient=args.dead_aux,
+        center_inputs=not args.no_center,
+        target_l0_gain=args.target_l0_gain,
         buffer_tokens=65_536,
         log_every_steps=10,
     )

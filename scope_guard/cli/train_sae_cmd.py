@@ -95,6 +95,20 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--target-l0", type=float, help="steer lambda toward this mean L0")
     p.add_argument("--bandwidth", type=float, default=0.05, help="STE kernel width")
+    p.add_argument(
+        "--outlier-dim-ratio",
+        type=float,
+        default=4.0,
+        help="weight down dimensions whose spread exceeds this multiple of the median's (0: off)",
+    )
+    p.add_argument(
+        "--dead-aux",
+        type=float,
+        default=0.1,
+        help="weight of the dead latents' pre-activation loss (0: off)",
+    )
+    p.add_argument("--no-center", action="store_true", help="train on uncentred inputs")
+    p.add_argument("--resample", action="store_true", help="also resample dead latents")
     p.add_argument("--context-size", type=int, default=256, help="tokens per sequence (BOS incl.)")
     p.add_argument("--eval-tokens", default="16k", help="held-out tokens evaluated")
     p.add_argument("--explain-tokens", default="50k", help="tokens scanned for top contexts")
@@ -149,6 +163,10 @@ def run(args: argparse.Namespace) -> int:
         l0_coefficient=args.l0_coefficient,
         target_l0=args.target_l0,
         bandwidth=args.bandwidth,
+        outlier_dim_ratio=args.outlier_dim_ratio or None,
+        dead_aux_coefficient=args.dead_aux,
+        center_inputs=not args.no_center,
+        resample_dead=args.resample,
         seed=args.seed,
         time_budget_s=parse_duration(args.time_budget) if args.time_budget else None,
         buffer_tokens=buffer,

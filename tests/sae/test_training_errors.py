@@ -80,9 +80,11 @@ def test_non_finite_activations(bad: float) -> None:
         Trainer(config, TensorActivations(x, chunk_tokens=500)).run()
 
 
-def test_all_zero_activations() -> None:
-    with pytest.raises(InputError, match="all zero"):
-        Trainer(small_config(), TensorActivations(torch.zeros(5000, 24))).run()
+@pytest.mark.parametrize("value", [0.0, 3.0])
+def test_constant_activations(value: float) -> None:
+    # Centred, a repeated row is as empty as zeros: nothing to scale by.
+    with pytest.raises(InputError, match="constant"):
+        Trainer(small_config(), TensorActivations(torch.full((5000, 24), value))).run()
 
 
 @pytest.mark.parametrize(

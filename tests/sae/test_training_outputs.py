@@ -45,29 +45,49 @@ def _corpus_texts(n: int, first_seed: int = 0) -> TextCorpus:
     return TextCorpus.from_texts([" ".join(_corpus(4, s)) for s in range(first_seed, n)])
 
 
-def test_saved_sae_encodes_like_the_trainer_in_both_formats(tmp_path: Path) -> None:
+def _trainer_view(trainer: Trainer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trainer's own codes (training units) and reconstruction (raw units) of ``x``."""
+    model, transform = trainer.model, trainer.transform
+    assert model is not None
+    assert transform is not None
+    codes = model.encode_scaled(transform.apply(x))
+    recon = (codes @ model.W_dec + model.b_dec) / transform.scale + transform.center
+    return codes, recon.detach()
+
+
+@pytest.mark.parametrize("outlier_dim_ratio", [None, 1.5])
+def test_saved_sae_encodes_like_the_trainer_in_both_formats(
+    tmp_path: Path, outlier_dim_ratio: float | None
+) -> None:
     planted = planted_activations(n=4000)
     x = planted.x * 37.0  # raw activations far from the training scale: the fold must be right
+    x[:, 3] = 50.0 * x[:, 3] + 900.0  # a massive dimension, as in real residual streams
     info = SAEInfo(d_model=24, d_sae=96, site=Site.parse("resid_post@4"), model_name="planted")
-    trainer = Trainer(small_config(token_budget=6000), TensorActivations(x), info=info)
+    config = small_config(token_budget=6000, outlier_dim_ratio=outlier_dim_ratio)
+    trainer = Trainer(config, TensorActivations(x), info=info)
     trainer.run()
-    assert trainer.model is not None
+    assert trainer.transform is not None
     assert abs(trainer.scale - 1.0) > 0.5
-    own = trainer.model.encode(x[:500], trainer.scale)
+    weighted = trainer.transform.scale < trainer.scale * 0.999
+    assert bool(weighted[3]) == (outlier_dim_ratio is not None)
+    own, recon = _trainer_view(trainer, x[:500])
     assert (own > 0).any()
+    exported = trainer.export()
+    torch.testing.assert_close(exported.W_dec.norm(dim=1), torch.ones(96))  # unit rows
+    if outlier_dim_ratio is None:  # one scale: the codes are the trainer's divided by it
+        torch.testing.assert_close(
+            exported.encode(x[:500]), own / trainer.scale, rtol=1e-4, atol=1e-3
+        )
     for folder in (
-        save_gemma_scope_2(trainer.export(), tmp_path / "gs2"),
-        save_saelens(trainer.export(), tmp_path / "sl"),
+        save_gemma_scope_2(exported, tmp_path / "gs2"),
+        save_saelens(exported, tmp_path / "sl"),
     ):
         loaded = load_sae(folder)
         assert loaded.info.site == Site.parse("resid_post@4")
         codes = loaded.encode(x[:500])
         assert torch.equal(codes > 0, own > 0)
-        torch.testing.assert_close(codes, own, rtol=1e-5, atol=1e-5)
         # and reconstructs raw activations, in raw units
-        scaled = trainer.model.encode_scaled(x[:500] * trainer.scale)
-        recon = (scaled @ trainer.model.W_dec + trainer.model.b_dec) / trainer.scale
-        torch.testing.assert_close(loaded.decode(codes), recon.detach(), rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(loaded.decode(codes), recon, rtol=1e-4, atol=2e-2)
 
 
 def test_train_sae_end_to_end_on_the_miniature_reader(reader: Reader, tmp_path: Path) -> None:

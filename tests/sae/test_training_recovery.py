@@ -47,12 +47,31 @@ def test_random_directions_are_not_recovered() -> None:
 
 def test_target_l0_controller_steers_lambda() -> None:
     planted = planted_activations(n=30_000)
-    config = small_config(token_budget=60_000, l0_coefficient=0.01, target_l0=6.0)
+    config = small_config(
+        token_budget=60_000,
+        l0_coefficient=0.01,
+        target_l0=6.0,
+        target_l0_gain=0.02,
+        target_l0_band=1000.0,
+    )
     result = Trainer(config, TensorActivations(planted.x)).run()
     codes = result.sae.encode(planted.x[:5000])
     mean_l0 = float((codes > 0).float().sum(dim=1).mean())
     assert 3.0 <= mean_l0 <= 12.0
     assert result.curve[-1].l0_coefficient > 0.01  # lambda was raised from its start
+
+
+def test_target_l0_controller_keeps_lambda_within_its_band() -> None:
+    # An unreachable target: unbounded, lambda would collapse toward 1e-8 (as it did on Gemma
+    # 3 270M, L0 then overshooting far past the target once the thresholds answered).
+    planted = planted_activations(n=8000)
+    config = small_config(
+        token_budget=12_000, l0_coefficient=0.5, target_l0=90.0, target_l0_gain=0.2
+    )
+    result = Trainer(config, TensorActivations(planted.x)).run()
+    lambdas = [p.l0_coefficient for p in result.curve]
+    assert min(lambdas[len(lambdas) // 2 :]) == pytest.approx(0.05)
+    assert max(lambdas) <= 0.5 * 10 + 1e-9
 
 
 def test_resampling_revives_dead_latents_without_wrecking_the_sae() -> None:
@@ -62,7 +81,8 @@ def test_resampling_revives_dead_latents_without_wrecking_the_sae() -> None:
     trainer.run()
     model = trainer.model
     assert model is not None
-    x = planted.x[:2048] * trainer.scale
+    assert trainer.transform is not None
+    x = trainer.transform.apply(planted.x[:2048])
     # Kill half the latents: thresholds far above any pre-activation.
     dead = torch.arange(0, 96, 2)
     with torch.no_grad():
@@ -81,3 +101,29 @@ def test_resampling_revives_dead_latents_without_wrecking_the_sae() -> None:
     assert trainer.optimizer is not None
     sq = trainer.optimizer.state[model.W_enc]["exp_avg_sq"]
     assert float(sq[:, dead].min()) > 0  # no zero second moments: no giant first steps
+
+
+@pytest.mark.parametrize("aux", [0.0, 0.1])
+def test_the_pre_activation_loss_revives_dead_latents(aux: float) -> None:
+    planted = planted_activations(n=20_000)
+    config = small_config(
+        token_budget=200_000, resample_dead=False, dead_aux_coefficient=aux, lr=5e-3
+    )
+    trainer = Trainer(config, TensorActivations(planted.x))
+    trainer.run(max_steps=40)
+    model = trainer.model
+    assert model is not None
+    assert trainer.transform is not None
+    dead = torch.arange(0, 96, 2)
+    x = trainer.transform.apply(planted.x)
+    with torch.no_grad():  # half the latents 0.1 below their thresholds on every input
+        top = model.pre_activations(x).max(dim=0).values
+        model.b_enc[dead] += model.threshold[dead] - top[dead] - 0.1
+    trainer.tokens_since_fired[dead] = config.dead_after_tokens
+    assert not bool((model.encode_scaled(x)[:, dead] > 0).any())
+    trainer.run(max_steps=60)
+    revived = (model.encode_scaled(x)[:, dead] > 0).any(dim=0).float().mean()
+    if aux:
+        assert float(revived) > 0.8
+    else:
+        assert float(revived) < 0.2  # without it nothing reaches a dead latent

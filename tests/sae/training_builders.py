@@ -48,6 +48,7 @@ def small_config(**overrides: object) -> TrainingConfig:
         "scale_estimate_tokens": 4096,
         "dead_after_tokens": 20_000,
         "resample_every_tokens": 20_000,
+        "resample_dead": True,
         "checkpoint_every_tokens": None,
     }
     values.update(overrides)

@@ -1,18 +1,20 @@
 """The JumpReLU SAE while it trains: parameters, the loss, unit-norm decoder rows, export.
 
-Training runs on inputs scaled by a fixed factor ``c`` (so that their mean squared norm is a set
-value, see :class:`~scope_guard.sae.training.config.TrainingConfig`). On scaled inputs
-``x' = c * x``::
+Training runs on inputs centred and scaled by a fixed transform (see
+:mod:`~scope_guard.sae.training.scaling`). On transformed inputs ``x' = (x - m) * s``::
 
     pre   = x' @ W_enc + b_enc
     f     = JumpReLU(pre, theta)          theta > 0, trained directly
     x'_hat = f @ W_dec + b_dec            rows of W_dec kept at unit norm
     loss  = mean_tokens ||x' - x'_hat||^2 + lambda * mean_tokens L0(pre)
+            + alpha * mean_tokens sum_{j dead} ReLU(theta_j - pre_j)
 
-:meth:`TrainableJumpReLU.export` folds ``c`` into the weights so that the saved SAE encodes *raw*
-activations with the Gemma Scope convention (no ``b_dec`` subtraction) and its codes are
-``f / c``: ``b_enc``, ``threshold`` and ``b_dec`` are divided by ``c``; ``W_enc`` and the
-unit-norm ``W_dec`` stay as they are.
+The last term (Conerly et al. 2025's pre-activation loss, applied to dead latents only) is the
+only gradient a dead latent gets: it raises the latent's pre-activations toward its threshold
+until the latent fires again, where a live latent's codes and the L0 term alone would leave it
+silent for good. :meth:`TrainableJumpReLU.export` folds the transform into the weights so that
+the saved SAE encodes *raw* activations with the Gemma Scope convention (no ``b_dec``
+subtraction) and unit-norm decoder rows.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import nn
 from scope_guard.errors import ConfigError
 from scope_guard.sae.jumprelu import JumpReLUSAE, SAEInfo
 from scope_guard.sae.training.autograd import jumprelu, step
+from scope_guard.sae.training.scaling import InputTransform, fold
 
 __all__ = ["MIN_THRESHOLD", "StepLosses", "TrainableJumpReLU"]
 
@@ -39,6 +42,7 @@ class StepLosses(NamedTuple):
         loss: ``mse + lambda * l0``, a scalar with gradients.
         mse: Mean over tokens of the squared reconstruction error (summed over dimensions).
         l0: Mean number of active latents per token (with the step's pseudo-gradient).
+        aux: The dead latents' pre-activation loss (zero without dead latents).
         codes: The codes ``f``, shape ``(batch, d_sae)``, detached.
         reconstruction: ``x'_hat``, shape ``(batch, d_model)``, detached.
     """
@@ -46,6 +50,7 @@ class StepLosses(NamedTuple):
     loss: torch.Tensor
     mse: torch.Tensor
     l0: torch.Tensor
+    aux: torch.Tensor
     codes: torch.Tensor
     reconstruction: torch.Tensor
 
@@ -120,27 +125,42 @@ class TrainableJumpReLU(nn.Module):
         """``x @ W_enc + b_enc`` for scaled inputs ``x`` of shape ``(batch, d_model)``."""
         return x @ self.W_enc + self.b_enc
 
-    def losses(self, x: torch.Tensor, l0_coefficient: float, bandwidth: float) -> StepLosses:
-        """The training loss on scaled inputs ``x`` of shape ``(batch, d_model)``."""
+    def losses(
+        self,
+        x: torch.Tensor,
+        l0_coefficient: float,
+        bandwidth: float,
+        *,
+        dead: torch.Tensor | None = None,
+        aux_coefficient: float = 0.0,
+    ) -> StepLosses:
+        """The training loss on transformed inputs ``x`` of shape ``(batch, d_model)``.
+
+        Args:
+            x: The batch.
+            l0_coefficient: lambda.
+            bandwidth: The kernel width of the straight-through estimators.
+            dead: Indices of the dead latents, for the pre-activation loss.
+            aux_coefficient: Its weight alpha (0: off).
+        """
         pre = self.pre_activations(x)
         threshold = self.threshold
         codes = jumprelu(pre, threshold, bandwidth)
         recon = codes @ self.W_dec + self.b_dec
         mse = (recon - x).pow(2).sum(dim=-1).mean()
         l0 = step(pre, threshold, bandwidth).sum(dim=-1).mean()
-        loss = mse + l0_coefficient * l0
-        return StepLosses(loss, mse, l0, codes.detach(), recon.detach())
+        aux = pre.new_zeros(())
+        if dead is not None and dead.numel() and aux_coefficient > 0:
+            gap = threshold[dead] - pre[:, dead]
+            aux = torch.relu(gap).sum(dim=-1).mean()
+        loss = mse + l0_coefficient * l0 + aux_coefficient * aux
+        return StepLosses(loss, mse, l0, aux.detach(), codes.detach(), recon.detach())
 
     @torch.no_grad()
     def encode_scaled(self, x: torch.Tensor) -> torch.Tensor:
         """Codes ``f`` of scaled inputs, shape ``(batch, d_sae)`` (no gradients)."""
         pre = self.pre_activations(x)
         return pre * (pre > self.threshold).to(pre.dtype)
-
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor, scale: float) -> torch.Tensor:
-        """Codes of *raw* inputs, as the exported SAE computes them: ``f(scale * x) / scale``."""
-        return self.encode_scaled(x.float() * scale) / scale
 
     # ------------------------------------------------------------------ decoder constraint
     @torch.no_grad()
@@ -164,19 +184,26 @@ class TrainableJumpReLU(nn.Module):
 
     # ------------------------------------------------------------------ export
     @torch.no_grad()
-    def export(self, scale: float, info: SAEInfo) -> JumpReLUSAE:
-        """The trained SAE for raw activations, with ``scale`` folded in (float32, CPU).
+    def export(self, transform: InputTransform, info: SAEInfo) -> JumpReLUSAE:
+        """The trained SAE for raw activations, with ``transform`` folded in (float32, CPU).
 
         Args:
-            scale: The factor ``c`` training multiplied raw activations by.
+            transform: What training applied to raw activations.
             info: Metadata of the SAE; ``d_model`` and ``d_sae`` must match.
         """
-        c = float(scale)
+        w = fold(
+            transform,
+            self.W_enc.detach().cpu(),
+            self.W_dec.detach().cpu(),
+            self.b_enc.detach().cpu(),
+            self.b_dec.detach().cpu(),
+            self.threshold.detach().cpu(),
+        )
         return JumpReLUSAE(
-            W_enc=self.W_enc.detach().float().cpu().clone(),
-            W_dec=self.W_dec.detach().float().cpu().clone(),
-            b_enc=(self.b_enc.detach().float().cpu() / c).clone(),
-            b_dec=(self.b_dec.detach().float().cpu() / c).clone(),
-            threshold=(self.threshold.detach().float().cpu() / c).clone(),
+            W_enc=w.W_enc,
+            W_dec=w.W_dec,
+            b_enc=w.b_enc,
+            b_dec=w.b_dec,
+            threshold=w.threshold,
             info=info,
         ).eval()

@@ -26,6 +26,7 @@ from scope_guard.sae.training.checkpoint import CheckpointData, read_checkpoint,
 from scope_guard.sae.training.config import TrainingConfig
 from scope_guard.sae.training.model import TrainableJumpReLU
 from scope_guard.sae.training.resampling import resample_latents
+from scope_guard.sae.training.scaling import InputTransform
 from scope_guard.sae.training.stream import ActivationSource
 
 __all__ = ["CurvePoint", "Trainer", "TrainingResult"]
@@ -68,7 +69,7 @@ class TrainingResult(NamedTuple):
         steps: Optimizer steps taken.
         stopped_by: ``"tokens"`` (budget reached), ``"time"`` or ``"steps"`` (asked to pause).
         curve: The training curve.
-        scale: Factor that raw activations were multiplied by during training.
+        scale: The single factor in the transform training applied to raw activations.
         passes: Passes over the data begun.
         n_resampled: Latents re-initialised as dead, in total.
         wall_s: Wall time spent in :meth:`Trainer.run`, over all resumed segments.
@@ -131,7 +132,7 @@ class Trainer:
         self.resample_generator = torch.Generator().manual_seed(config.seed + 2)
         self.model: TrainableJumpReLU | None = None
         self.optimizer: torch.optim.Adam | None = None
-        self.scale = 1.0
+        self.transform: InputTransform | None = None
         self.step = 0
         self.tokens = 0
         self.lambda_base = config.l0_coefficient
@@ -171,14 +172,11 @@ class Trainer:
             rows.append(chunk)
             have += int(chunk.shape[0])
         head = torch.cat(rows)
-        head64 = head.double()
-        mean_sq_norm = float(head64.pow(2).sum(dim=1).mean())
-        if not mean_sq_norm > 0:
-            msg = "the activations are all zero: there is nothing to reconstruct"
-            raise InputError(msg)
         target = cfg.normalize_to if cfg.normalize_to is not None else float(self.d_model)
-        self.scale = math.sqrt(target / mean_sq_norm)
-        b_dec = (head64.mean(dim=0) * self.scale).float()
+        self.transform = InputTransform.estimate(
+            head, target=target, center=cfg.center_inputs, outlier_dim_ratio=cfg.outlier_dim_ratio
+        )
+        b_dec = self.transform.apply(head).mean(dim=0)
         self.buffer.rows = head  # the estimation rows are trained on, not thrown away
         init_gen = torch.Generator().manual_seed(cfg.seed)
         self.model = TrainableJumpReLU(
@@ -191,9 +189,24 @@ class Trainer:
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2)
         )
+        weighted = int((self.transform.scale < self.transform.norm_factor * 0.999).sum())
         logger.info(
-            "input scale %.6g (mean squared norm %.6g -> %.6g)", self.scale, mean_sq_norm, target
+            "input scale %.6g (mean squared norm -> %.6g), %d outlier dimensions weighted down",
+            self.transform.norm_factor,
+            target,
+            weighted,
         )
+
+    @property
+    def scale(self) -> float:
+        """The single factor of the input transform (1 before initialisation)."""
+        return 1.0 if self.transform is None else self.transform.norm_factor
+
+    def _transform(self) -> InputTransform:
+        if self.transform is None:
+            msg = "the trainer is not initialised: call run() first"
+            raise ConfigError(msg)
+        return self.transform
 
     def _parts(self) -> tuple[TrainableJumpReLU, torch.optim.Adam]:
         if self.model is None or self.optimizer is None:
@@ -226,7 +239,9 @@ class Trainer:
             return
         ratio = max(self.l0_ema, 1e-3) / cfg.target_l0
         updated = self.lambda_base * math.exp(cfg.target_l0_gain * math.log(ratio))
-        self.lambda_base = min(max(updated, _LAMBDA_BOUNDS[0]), _LAMBDA_BOUNDS[1])
+        low = max(cfg.l0_coefficient / cfg.target_l0_band, _LAMBDA_BOUNDS[0])
+        high = min(cfg.l0_coefficient * cfg.target_l0_band, _LAMBDA_BOUNDS[1])
+        self.lambda_base = min(max(updated, low), high)
 
     # ------------------------------------------------------------------ dead latents
     def dead_fraction(self) -> float:
@@ -250,11 +265,16 @@ class Trainer:
     # ------------------------------------------------------------------ one step
     def _train_step(self) -> None:
         cfg, (model, opt) = self.config, self._parts()
-        x = self.buffer.take(cfg.batch_size, self._refill).float() * self.scale
+        x = self._transform().apply(self.buffer.take(cfg.batch_size, self._refill))
         lr, lam = self.learning_rate(self.step), self.l0_coefficient(self.step)
         for group in opt.param_groups:
             group["lr"] = lr
-        out = model.losses(x, lam, cfg.bandwidth)
+        dead = None
+        if cfg.dead_aux_coefficient > 0:
+            dead = torch.nonzero(self.tokens_since_fired >= cfg.dead_after_tokens).flatten()
+        out = model.losses(
+            x, lam, cfg.bandwidth, dead=dead, aux_coefficient=cfg.dead_aux_coefficient
+        )
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         model.project_decoder_grad()
@@ -371,7 +391,7 @@ class Trainer:
         if self.model is None:
             msg = "nothing trained yet: call run() first"
             raise ConfigError(msg)
-        return self.model.export(self.scale, self.info)
+        return self.model.export(self._transform(), self.info)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_data(self) -> CheckpointData:
@@ -389,6 +409,8 @@ class Trainer:
         tensors.update(self.buffer.state_tensors())
         tensors["resample.generator"] = self.resample_generator.get_state()
         tensors["tokens_since_fired"] = self.tokens_since_fired
+        tensors["transform.center"] = self._transform().center
+        tensors["transform.scale"] = self._transform().scale
         groups = [{k: v for k, v in g.items() if k != "params"} for g in opt_state["param_groups"]]
         meta = {
             "config": self.config.to_dict(),
@@ -476,7 +498,11 @@ class Trainer:
         trainer.step, trainer.tokens = int(meta["step"]), int(meta["tokens"])
         trainer.lambda_base = float(meta["lambda_base"])
         trainer.l0_ema = None if meta["l0_ema"] is None else float(meta["l0_ema"])
-        trainer.scale = float(meta["scale"])
+        trainer.transform = InputTransform(
+            center=tensors["transform.center"].clone(),
+            scale=tensors["transform.scale"].clone(),
+            norm_factor=float(meta["scale"]),
+        )
         trainer.n_resampled = int(meta["n_resampled"])
         trainer.wall_s = float(meta["wall_s"])
         trainer.curve = [CurvePoint(**p) for p in meta["curve"]]
