@@ -204,9 +204,14 @@ def _open_sae(path: str | None, site: Site, reader: Any) -> Any:
     if not folder.exists():
         logger.warning("no SAE at %s: the SAE probe is left out", folder)
         return None
+    from scope_guard.errors import ArtifactError
     from scope_guard.sae.loading import load_sae
 
-    return load_sae(folder, expected_d_model=reader.site_dim(site))
+    try:
+        return load_sae(folder, expected_d_model=reader.site_dim(site))
+    except ArtifactError as exc:  # e.g. still being trained: only a checkpoint there yet
+        logger.warning("no usable SAE at %s (%s): the SAE probe is left out", folder, exc)
+        return None
 
 
 def _write(path: Path, payload: dict[str, Any]) -> None:
