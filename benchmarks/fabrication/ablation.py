@@ -62,24 +62,55 @@ def _logistic_cv(groups: np.ndarray) -> Any:
     return make_pipeline(
         StandardScaler(),
         LogisticRegressionCV(
-            Cs=np.logspace(-4, 1, 8), cv=folds, scoring="neg_log_loss", max_iter=2000
+            Cs=[0.01, 0.1, 1.0],
+            l1_ratios=(0.0,),
+            cv=folds,
+            scoring="neg_log_loss",
+            max_iter=500,
+            tol=1e-3,
+            use_legacy_attributes=False,
         ),
     )
 
 
-def _stacked_raw(
+def _stacked_probe(
     x: np.ndarray, y: np.ndarray, g: np.ndarray, train: np.ndarray, test: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cross-fitted scores of a pooled-residual probe for train rows, and test-row scores."""
+    """Cross-fitted scores of a pooled-feature probe for train rows, and test-row scores.
+
+    C is chosen by grouped CV on the training rows (log loss) for the full fit; the inner fits
+    that score the training rows reuse it.
+    """
+    full = _logistic_cv(g[train]).fit(x[train], y[train])
+    c = float(full[-1].C_)
 
     def model() -> Any:
-        return make_pipeline(StandardScaler(), LogisticRegression(C=0.002, max_iter=2000))
+        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
 
     inner = np.zeros(train.size)
     for a, b in group_folds(y[train], g[train], n_splits=3, random_state=1):
         inner[b] = model().fit(x[train[a]], y[train[a]]).decision_function(x[train[b]])
-    full = model().fit(x[train], y[train])
     return inner[:, None], full.decision_function(x[test])[:, None]
+
+
+def _pooled_sae_codes(sae_dir: Path, feats: Any) -> tuple[str, np.ndarray]:
+    """Mean- and max-pooled codes of an SAE over each response's cached token activations at
+    the SAE's site (what :func:`scope_guard.features.encode_reading` computes from a reading)."""
+    import torch
+
+    from scope_guard.features import Pooling, pool_codes
+    from scope_guard.sae import load_sae
+
+    sae = load_sae(sae_dir)
+    site = sae.info.site
+    if site not in feats.tokens:
+        raise SystemExit(f"the SAE reads {site}; extracted token sites: {list(feats.tokens)}")
+    rows = []
+    with torch.inference_mode():
+        for acts in feats.tokens[site]:
+            codes = sae.encode(torch.from_numpy(acts)).float()
+            rows.append(pool_codes(codes, Pooling.MEAN_MAX).numpy())
+    return f"sae@{site.layer}", np.stack(rows).astype(np.float64)
 
 
 def _cross_calibrated(
@@ -147,6 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--max-tokens", type=int, default=1024)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--sae", type=Path, default=None, help="an SAE folder at one of the sites: a pooled block"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="only the N shortest rows (a quick check)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -154,6 +191,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     dataset, reader = load_inputs(args.data, tuple(args.sites), args.max_tokens, 4)
+    if args.limit is not None:
+        from calibration.data import prompt_of
+
+        order = sorted(
+            range(len(dataset)), key=lambda i: len(prompt_of(dataset[i])) + len(dataset[i].response)
+        )
+        dataset = dataset.subset(sorted(order[: args.limit]))
     feats = extract_all(dataset, reader, tuple(args.sites), args.cache, 4, progress=True)
     sites = list(feats.tokens)
     y = dataset.y(FAB).astype(int)
@@ -172,10 +216,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for k, (_, test) in enumerate(folds):
         fold_of[test] = k
 
+    pooled = {f"raw@{s.layer}": feats.raw[s] for s in sites}
+    if args.sae is not None:
+        sae_name, codes = _pooled_sae_codes(args.sae, feats)
+        pooled[sae_name] = codes
     names = [
         "grounding",
         "lookback",
-        *(f"raw@{s.layer}" for s in sites),
+        *pooled,
         *(f"tokens@{s.layer}" for s in sites),
     ]
     combos: dict[str, list[str]] = {n: [n] for n in names}
@@ -198,11 +246,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "grounding": feats.grounding[test],
             "lookback": feats.lookback[test],
         }
+        for name, x in pooled.items():
+            blocks_train[name], blocks_test[name] = _stacked_probe(x, y, g, train, test)
+            logger.info("  %s stacked", name)
         for s in sites:
-            a, b = _stacked_raw(feats.raw[s], y, g, train, test)
-            blocks_train[f"raw@{s.layer}"], blocks_test[f"raw@{s.layer}"] = a, b
             acts = feats.tokens[s]
             a, b, probe = cross_fit_aggregates(acts, labels, y, g, train, test)
+            logger.info("  tokens@%d fitted", s.layer)
             blocks_train[f"tokens@{s.layer}"], blocks_test[f"tokens@{s.layer}"] = a, b
             for i in test:
                 token_scores[f"tokens@{s.layer}"][i] = probe.token_scores(acts[i])
@@ -211,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             xb = np.hstack([blocks_test[m] for m in members])
             fitted = _logistic_cv(g[train]).fit(xa, y[train])
             scores[combo][test] = fitted.decision_function(xb)
+        logger.info("  %d combinations fitted", len(combos))
     results = {c: _summary(y, scores[c], fold_of, g, task, strata) for c in combos}
     for combo, r in results.items():
         logger.info(
