@@ -170,6 +170,7 @@ def calibrate_set(
         risk=spec.risk,
         penalty="l2",
         C=args.C,
+        nested_c=False,
         evaluation="cv",
         n_outer=args.outer_folds,
         n_splits=args.inner_folds,
@@ -190,11 +191,19 @@ def calibrate_set(
         "site": str(site),
         "pooling": "mean_max",
         "penalty": "l2",
-        "C": args.C,
+        "C": args.C if args.C is not None else "grouped CV",
+        "C_final": bundle_c(result.bundle),
         "seconds": round(time.perf_counter() - started, 1),
         **_figures(evaluation.metrics),
     }
     return result.bundle, figures
+
+
+def bundle_c(bundle: Any) -> float | None:
+    """The C of the bundle's (first) detector, fitted on all rows."""
+    for detector in bundle.detectors.values():
+        return float(detector.info["C"])
+    return None
 
 
 def _open_sae(path: str | None, site: Site, reader: Any) -> Any:
@@ -234,7 +243,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cache-dir", default=str(default_cache_root() / "features-behaviours"))
     p.add_argument("--results", default="benchmarks/results")
     p.add_argument("--bundles", help="write each set's calibrated bundle to BUNDLES/<set>")
-    p.add_argument("--C", type=float, default=0.1, help="calibrate's fixed C (L2)")
+    p.add_argument(
+        "--C",
+        type=float,
+        default=None,
+        help="calibrate's fixed C (L2); default: chosen by grouped CV on each training side "
+        "(the cross-fitted probes reuse it: nested_c=False)",
+    )
     p.add_argument("--outer-folds", type=int, default=5)
     p.add_argument("--inner-folds", type=int, default=3)
     p.add_argument("--n-bootstrap", type=int, default=500)

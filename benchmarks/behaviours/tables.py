@@ -32,7 +32,7 @@ def _set_table(r: dict[str, Any]) -> str:
     text += _row(f"**selected per fold** (nested: {per_fold})", sel)
     cal = r.get("calibrate")
     if cal:
-        text += _row(f"**calibrate** cv, raw {cal['site']} mean_max, L2 C={cal['C']}", cal)
+        text += _row(f"**calibrate** cv, raw {cal['site']} mean_max, L2, C {cal['C']}", cal)
     for name, f in r["sweep"].items():
         text += _row(f"ridge {name}", f)
     if r.get("sae_probe"):
