@@ -247,6 +247,12 @@ def assemble(
         site = block.parsed_site
         acts = reading.activation(site)
         if block.kind is BlockKind.TOKENS:
+            if acts.shape[1] != len(block.probe_weights):
+                msg = (
+                    f"the tokens block at {site} reads width {len(block.probe_weights)}; the "
+                    f"reader gives {acts.shape[1]}"
+                )
+                raise ArtifactError(msg)
             scores = block.token_probe.token_scores(acts.float().cpu().numpy())
             if per_token:  # each token's own risk stands in for every aggregate
                 parts.append(np.stack([scores, scores, (scores >= 0.5) * 1.0, scores], axis=1))

@@ -154,3 +154,14 @@ def test_token_probes_need_spans(reader, tmp_path):
 def test_hostile_blocks_are_refused(fields, match):
     with pytest.raises((ConfigError, ValueError), match=match):
         FeatureBlock(**fields)
+
+
+def test_a_token_probe_of_another_width_is_a_typed_error(reader):
+    from detectors.feature_blocks import assemble
+
+    block = FeatureBlock(
+        kind="tokens", site=SITE, probe_weights=[1.0], probe_mean=[0.0], probe_scale=[1.0]
+    )
+    reading = reader.read("Some context.", "An answer.")
+    with pytest.raises(ArtifactError, match="reads width 1"):
+        assemble([block], reading=reading)
