@@ -5,6 +5,7 @@ real Gemma 3 270M at one site, pooled raw activations (the features ``calibrate 
 fits on), four ways, each from an empty in-memory cache:
 
 - ``local``: ``extract_features`` in this process (torch on all of this process's threads);
+  ``local_1thread``: the same on one torch thread;
 - ``ray_1x1``: one actor with 1 CPU; ``ray_1x2``: one actor with 2 CPUs; ``ray_2x1``: two
   actors with 1 CPU each (Ray sets each actor's thread count to its CPUs).
 
@@ -71,16 +72,6 @@ def _run(data: Any, reader: Any, site: Any, chunk: int, runner: Any = None) -> d
     return out
 
 
-def _actor_threads(ray: Any, cpus: float) -> int:
-    @ray.remote(num_cpus=cpus)
-    def threads() -> int:
-        import torch
-
-        return int(torch.get_num_threads())
-
-    return int(ray.get(threads.remote()))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="a RAGTruth .jsonl")
@@ -108,20 +99,25 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()
     results: dict[str, Any] = {"local": _run(data, reader, site, args.chunk)}
     reference = results["local"].pop("features")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the one-thread process beside the one-CPU actor
+    results["local_1thread"] = _run(data, reader, site, args.chunk)
+    results["local_1thread"]["equal_to_local"] = bool(
+        np.array_equal(results["local_1thread"].pop("features"), reference)
+    )
+    torch.set_num_threads(threads)
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    threads = {}
     try:
         for name, actors, cpus in (("ray_1x1", 1, 1.0), ("ray_1x2", 1, 2.0), ("ray_2x1", 2, 1.0)):
-            threads[name] = _actor_threads(ray, cpus)
             runner = _Timed(RayRunner(RayOptions(actors=actors, cpus_per_actor=cpus)))
             results[name] = _run(data, reader, site, args.chunk, runner)
             features = results[name].pop("features")
             results[name]["equal_to_local"] = bool(np.array_equal(features, reference))
             results[name]["actors"] = actors
             results[name]["cpus_per_actor"] = cpus
-            results[name]["torch_threads_per_actor"] = threads[name]
+            results[name]["torch_threads_per_actor"] = int(cpus)  # set by ChunkActor
     finally:
         ray.shutdown()
     record = {
@@ -138,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
             "min": int(min(n_tokens)),
             "max": int(max(n_tokens)),
         },
-        "local_torch_threads": torch.get_num_threads(),
+        "local_torch_threads": threads,
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),

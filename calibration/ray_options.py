@@ -7,6 +7,7 @@ a runtime is joined, with a :class:`ConfigError` naming the extra when it is mis
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +25,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _INSTALL = "pip install 'scope-guard[ray]'"
+_OWN_ERROR = re.compile(r"scope_guard\.errors\.(\w+Error): ([^\n]*)")
 
 
 def require_ray() -> Any:
@@ -100,9 +102,29 @@ class ray_session:  # noqa: N801  (used as a context manager, like open())
 
 
 def ray_error_cause(exc: BaseException) -> str:
-    """The innermost message of a Ray error (Ray wraps the actor's own error, with traces)."""
-    inner: BaseException = exc
-    while inner.__cause__ is not None:
-        inner = inner.__cause__
-    text = str(inner).strip().splitlines()
-    return text[-1] if text else type(inner).__name__
+    """What went wrong on the actor, in one line: our own typed error when the chain holds one
+    (Ray wraps it in its task or actor errors, sometimes only as traceback text), else the last
+    line of Ray's message."""
+    from scope_guard.errors import ScopeGuardError
+
+    seen: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo:
+        inner = todo.pop()
+        if any(inner is s for s in seen):
+            continue
+        seen.append(inner)
+        if isinstance(inner, ScopeGuardError):
+            return f"{type(inner).__name__}: {inner}"
+        todo.extend(
+            e
+            for e in (inner.__cause__, inner.__context__, getattr(inner, "cause", None))
+            if isinstance(e, BaseException)
+        )
+    for inner in seen:
+        found = _OWN_ERROR.findall(str(inner))
+        if found:
+            name, message = found[-1]
+            return f"{name}: {message.strip()}"
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__

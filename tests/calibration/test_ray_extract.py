@@ -214,3 +214,19 @@ def test_calibrate_and_score_on_ray_equal_the_local_commands(
     assert "the reader's passes run on 2 actor(s)" in capsys.readouterr().err
     assert len(scores["ray"]) == len(rows)
     assert scores["ray"] == scores["local"]  # every score, float for float
+
+
+def test_an_actor_error_is_reported_by_its_own_type_and_message() -> None:
+    """Ray wraps an actor's error (as a cause, or only as traceback text); the report names
+    ours, not Ray's wrapper."""
+    from calibration.ray_options import ray_error_cause
+
+    wrapped = RuntimeError("ray task failed")
+    wrapped.__cause__ = ArtifactError("other weights on this node")
+    assert ray_error_cause(wrapped) == "ArtifactError: other weights on this node"
+    text = RuntimeError(
+        "The actor died because of an error raised in its creation task\n"
+        "Traceback ...\nscope_guard.errors.ArtifactError: the Ray actor loaded another reader\n"
+    )
+    assert ray_error_cause(text) == "ArtifactError: the Ray actor loaded another reader"
+    assert ray_error_cause(RuntimeError("first\nlast line")) == "last line"
