@@ -138,3 +138,39 @@ def test_load_set_is_deterministic(tmp_path: Path, seed: int) -> None:
     b, _ = load_set(spec, tmp_path, seed)
     assert [e.id for e in a] == [e.id for e in b]
     assert len(a) == 10
+
+
+def test_one_pass_feeds_calibrate_cache_and_the_other_poolings(tmp_path: Path) -> None:
+    from benchmarks.behaviours.features import cached_features, extract, token_activations
+    from calibration.extract import extract_features
+    from scope_guard.reader import Reader
+    from scope_guard.sites import Site
+
+    sites = [Site.parse("resid_post@1"), Site.parse("resid_post@2")]
+    reader = Reader.miniature(sites)
+    data = LabeledDataset(
+        [_example(i, f"answer number {i} " * (1 + i % 3), i % 2, f"prompt {i}") for i in range(6)]
+    )
+    cache = tmp_path / "features"
+    assert extract(reader, [data, data], cache_dir=cache, token_site=sites[1], progress=False) == 6
+    assert extract(reader, [data], cache_dir=cache, token_site=sites[1], progress=False) == 0
+    # calibrate's extraction finds the pooled mean+max in the cache: nothing is read again.
+    feats = extract_features(data, reader=reader, raw_sites=sites, cache_dir=cache, progress=False)
+    assert feats.n_computed == 0
+    for site in sites:
+        np.testing.assert_allclose(
+            feats.raw[site], cached_features(reader, data, site, "mean_max", cache), rtol=1e-6
+        )
+    tokens = token_activations(reader, data, sites[1], cache)
+    readings = [
+        reader.read(prompt, ex.response)
+        for ex, prompt in zip(data, [e.prompt for e in data], strict=True)
+    ]
+    for acts, reading in zip(tokens, readings, strict=True):
+        expected = reading.activation(sites[1]).float().numpy()
+        assert acts.shape == expected.shape
+        np.testing.assert_allclose(acts, expected, rtol=1e-2, atol=1e-2)  # stored as float16
+    last = cached_features(reader, data, sites[1], "last", cache)
+    np.testing.assert_allclose(last, np.stack([t[-1] for t in tokens]), rtol=1e-2, atol=1e-2)
+    mean = cached_features(reader, data, sites[1], "mean", cache)
+    assert mean.shape == (6, reader.site_dim(sites[1]))
