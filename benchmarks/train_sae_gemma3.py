@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--bandwidth", type=float, default=0.05)
     p.add_argument("--target-l0", type=float, default=50.0)
-    p.add_argument("--l0-coefficient", type=float, default=1.0)
+    p.add_argument("--l0-coefficient", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dead-after", type=int, default=30_000, help="tokens silent = dead")
     p.add_argument("--outlier-dim-ratio", type=float, default=4.0, help="0: plain MSE")
@@ -195,7 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         help="folder (outside the repo) to keep the read activations in and reuse them from",
     )
     p.add_argument("--read-only", action="store_true", help="stop once the activations are read")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (1 on shared cores)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     started = time.monotonic()
 

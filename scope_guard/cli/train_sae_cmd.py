@@ -91,7 +91,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--buffer-tokens", type=int, default=65_536, help="shuffling buffer size")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument(
-        "--l0-coefficient", type=float, default=0.03, help="lambda (with --target-l0: its start)"
+        "--l0-coefficient", type=float, default=5.0, help="lambda (with --target-l0: its start)"
     )
     p.add_argument("--target-l0", type=float, help="steer lambda toward this mean L0")
     p.add_argument("--bandwidth", type=float, default=0.05, help="STE kernel width")
