@@ -21,6 +21,7 @@ homogeneous per latent, so rescaling a latent's code and its decoder row is exac
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import NamedTuple
 
@@ -29,6 +30,8 @@ import torch
 from scope_guard.errors import InputError
 
 __all__ = ["FoldedWeights", "InputTransform", "fold"]
+
+logger = logging.getLogger(__name__)
 
 
 class InputTransform(NamedTuple):
@@ -82,6 +85,12 @@ class InputTransform(NamedTuple):
             msg = "the activations are constant (all zero, or one row repeated): nothing to learn"
             raise InputError(msg)
         c = math.sqrt(target / mean_sq)
+        logger.info(
+            "input scale %.6g (centred: %s), %d outlier dimensions weighted down",
+            c,
+            center,
+            int((weight < 0.999).sum()),
+        )
         return cls(center=mean.float(), scale=(weight * c).float(), norm_factor=c)
 
 

@@ -189,13 +189,6 @@ class Trainer:
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2)
         )
-        weighted = int((self.transform.scale < self.transform.norm_factor * 0.999).sum())
-        logger.info(
-            "input scale %.6g (mean squared norm -> %.6g), %d outlier dimensions weighted down",
-            self.transform.norm_factor,
-            target,
-            weighted,
-        )
 
     @property
     def scale(self) -> float:
