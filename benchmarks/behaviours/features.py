@@ -9,7 +9,9 @@ trained later can be scored without reading again. One pass writes all of them t
   uses, so a later ``calibrate`` call finds it cached (if that namespace ever changes,
   ``calibrate`` just reads again: slower, never wrong);
 - ``last`` per site (the activation of the response's last token), in a namespace of its own;
-- the response's per-token activations at ``token_site`` (float16), in a namespace of its own.
+- the response's per-token activations at ``token_site`` (float32: Gemma 3's residual stream
+  has components beyond float16's range, 65,504, which float16 would store as inf), in a
+  namespace of its own.
 
 Examples are keyed like ``extract_features`` keys them (the prompt and the response), so the
 same text in two sets is read once.
@@ -54,7 +56,7 @@ def _caches(reader: Reader, sites: Sequence[Site], token_site: Site | None, root
             root, {**_raw_namespace(reader, site, Pooling.MEAN), "pooling": "last"}
         )
     if token_site is not None:
-        namespace = {**_raw_namespace(reader, token_site, Pooling.MEAN), "pooling": "tokens"}
+        namespace = {**_raw_namespace(reader, token_site, Pooling.MEAN), "pooling": "tokens-f32"}
         caches[("tokens", token_site)] = FeatureCache(root, namespace)
     return caches
 
@@ -98,7 +100,7 @@ def extract(
                 last = acts[-1] if acts.shape[0] else acts.new_zeros(acts.shape[1])
                 rows[("last", site)][key] = {"raw": last.float().cpu().numpy()}
             if token_site is not None:
-                tokens = reading.activation(token_site).float().cpu().numpy().astype(np.float16)
+                tokens = reading.activation(token_site).float().cpu().numpy()
                 rows[("tokens", token_site)][key] = {"acts": tokens}
         for name, cache in caches.items():
             cache.put(rows[name])
