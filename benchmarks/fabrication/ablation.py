@@ -73,6 +73,21 @@ def _logistic_cv(groups: np.ndarray) -> Any:
     )
 
 
+def _combiner(kind: str, groups: np.ndarray) -> Any:
+    if kind == "logistic":
+        return _logistic_cv(groups)
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(
+        learning_rate=0.05,
+        max_iter=200,
+        max_leaf_nodes=8,
+        min_samples_leaf=30,
+        l2_regularization=1.0,
+        random_state=0,
+    )
+
+
 def _stacked_probe(
     x: np.ndarray, y: np.ndarray, g: np.ndarray, train: np.ndarray, test: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +108,7 @@ def _stacked_probe(
     return inner[:, None], full.decision_function(x[test])[:, None]
 
 
-def _pooled_sae_codes(sae_dir: Path, feats: Any) -> tuple[str, np.ndarray]:
+def _pooled_sae_codes(sae_dir: Path, feats: Any) -> tuple[str, np.ndarray, dict[str, Any]]:
     """Mean- and max-pooled codes of an SAE over each response's cached token activations at
     the SAE's site (what :func:`scope_guard.features.encode_reading` computes from a reading)."""
     import torch
@@ -110,7 +125,15 @@ def _pooled_sae_codes(sae_dir: Path, feats: Any) -> tuple[str, np.ndarray]:
         for acts in feats.tokens[site]:
             codes = sae.encode(torch.from_numpy(acts)).float()
             rows.append(pool_codes(codes, Pooling.MEAN_MAX).numpy())
-    return f"sae@{site.layer}", np.stack(rows).astype(np.float64)
+    from detectors.bundle_manifest import sae_fingerprint
+
+    info = {
+        "path": str(sae_dir),
+        "site": str(site),
+        "width": sae.n_latents,
+        "fingerprint": sae_fingerprint(sae),
+    }
+    return f"sae@{site.layer}", np.stack(rows).astype(np.float64), info
 
 
 def _cross_calibrated(
@@ -182,6 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sae", type=Path, default=None, help="an SAE folder at one of the sites: a pooled block"
     )
     parser.add_argument(
+        "--combiner",
+        choices=["logistic", "boosting"],
+        default="logistic",
+        help="the model over the blocks: L2 logistic regression (C by grouped CV) or gradient "
+        "boosted trees (interactions between blocks)",
+    )
+    parser.add_argument(
         "--limit", type=int, default=None, help="only the N shortest rows (a quick check)"
     )
     args = parser.parse_args(argv)
@@ -217,8 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         fold_of[test] = k
 
     pooled = {f"raw@{s.layer}": feats.raw[s] for s in sites}
+    sae_info = None
     if args.sae is not None:
-        sae_name, codes = _pooled_sae_codes(args.sae, feats)
+        sae_name, codes, sae_info = _pooled_sae_codes(args.sae, feats)
         pooled[sae_name] = codes
     names = [
         "grounding",
@@ -259,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for combo, members in combos.items():
             xa = np.hstack([blocks_train[m] for m in members])
             xb = np.hstack([blocks_test[m] for m in members])
-            fitted = _logistic_cv(g[train]).fit(xa, y[train])
+            fitted = _combiner(args.combiner, g[train]).fit(xa, y[train])
             scores[combo][test] = fitted.decision_function(xb)
         logger.info("  %d combinations fitted", len(combos))
     results = {c: _summary(y, scores[c], fold_of, g, task, strata) for c in combos}
@@ -311,8 +342,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sites": [str(s) for s in sites],
         "lookback_shape": feats.lookback_shape,
         "reader": reader.info.name,
+        "sae": sae_info,
         "folds": 5,
         "blocks": names,
+        "combiner": args.combiner,
         "results": results,
         "spans": spans_out,
         "wall_s": round(time.perf_counter() - t0, 1),

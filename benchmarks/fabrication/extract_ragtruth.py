@@ -42,7 +42,9 @@ def load_inputs(data: Path, sites: tuple[str, ...], max_tokens: int, batch_size:
     return dataset, reader
 
 
-def extract_all(dataset, reader, sites, cache: Path, batch_size: int, progress: bool = True):
+def extract_all(
+    dataset, reader, sites, cache: Path, batch_size: int, progress: bool = True, grounding=True
+):
     from calibration.extract import extract_features
     from detectors.grounding import GroundingDetector
 
@@ -52,7 +54,7 @@ def extract_all(dataset, reader, sites, cache: Path, batch_size: int, progress: 
         raw_sites=list(sites),
         token_sites=list(sites),
         lookback=True,
-        grounding=GroundingDetector(),
+        grounding=GroundingDetector() if grounding else None,
         cache_dir=cache,
         batch_size=batch_size,
         progress=progress,
@@ -69,13 +71,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--out", type=Path, default=None, help="write the timing JSON here")
+    parser.add_argument(
+        "--no-grounding", action="store_true", help="reader features only (time the reader)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
+    load_at_start = os.getloadavg()[0]
     t0 = time.perf_counter()
     dataset, reader = load_inputs(args.data, tuple(args.sites), args.max_tokens, args.batch_size)
     t_load = time.perf_counter() - t0
     t1 = time.perf_counter()
-    feats = extract_all(dataset, reader, tuple(args.sites), args.cache, args.batch_size)
+    feats = extract_all(
+        dataset,
+        reader,
+        tuple(args.sites),
+        args.cache,
+        args.batch_size,
+        grounding=not args.no_grounding,
+    )
     t_extract = time.perf_counter() - t1
     record = {
         "date": time.strftime("%Y-%m-%d"),
@@ -87,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "load_s": round(t_load, 1),
         "extract_s": round(t_extract, 1),
+        "grounding": not args.no_grounding,
+        "load_average_1m_at_start": load_at_start,
         "load_average_1m_at_end": os.getloadavg()[0],
         "threads": torch.get_num_threads(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
