@@ -47,3 +47,25 @@ def real_gemma_folder(isolated_cache: Path) -> Path:
     source = find_gguf_source("gemma-3-270m")
     assert source is not None
     return converted_folder(source, torch.float32, root)
+
+
+@pytest.fixture(scope="session")
+def ray_runtime(isolated_cache: Path):
+    """One local Ray runtime for every test that needs one: Ray allows one per process, so
+    the Ray Data and Ray Serve tests share it (its workers inherit the test cache)."""
+    ray = pytest.importorskip("ray")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    try:
+        import ray.data
+
+        ray.data.DataContext.get_current().enable_progress_bars = False
+    except ImportError:  # Ray without its data extra: the Ray Data tests skip themselves
+        pass
+    yield ray
+    ray.shutdown()

@@ -48,22 +48,6 @@ def varied(n_sources: int) -> LabeledDataset:
     return LabeledDataset(rows)
 
 
-@pytest.fixture(scope="session")
-def ray_runtime(isolated_cache: Path) -> Iterator[Any]:
-    """One local Ray runtime for the module's tests (its workers inherit the test cache)."""
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.data")
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-    )
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield ray
-    ray.shutdown()
-
-
 @pytest.fixture(scope="module")
 def reader() -> Reader:
     return Reader.miniature([SITE])

@@ -12,8 +12,7 @@ pytest.importorskip("ray.serve", reason="the ray extra is not installed")
 
 
 @pytest.mark.slow
-def test_a_ray_serve_replica_assesses_and_logs(tmp_path: Path) -> None:
-    import ray
+def test_a_ray_serve_replica_assesses_and_logs(tmp_path: Path, ray_runtime: object) -> None:
     from ray import serve
 
     from scope_guard.risklog import read_risk_log
@@ -23,7 +22,6 @@ def test_a_ray_serve_replica_assesses_and_logs(tmp_path: Path) -> None:
 
     log = tmp_path / "risk.db"
     port = free_port()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         run_on_ray(GuardSpec(risk_log=str(log)), port=port, blocking=False)
         with RemoteGuard(f"http://127.0.0.1:{port}", retries=0, timeout_s=60) as guard:
@@ -33,5 +31,4 @@ def test_a_ray_serve_replica_assesses_and_logs(tmp_path: Path) -> None:
         assert all(r.error is None for r in reports)
     finally:
         serve.shutdown()
-        ray.shutdown()
     assert sorted(r.request_id for r in read_risk_log(log).records()) == ["req-0", "req-1", "req-2"]
