@@ -10,7 +10,7 @@ the loss counts the predictions made from replaced positions only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -42,6 +42,9 @@ __all__ = [
     "first_windows",
     "load_causal_lm",
     "model_folder_of",
+    "reconstruction_of",
+    "spliced_losses",
+    "zeros",
 ]
 
 logger = logging.getLogger(__name__)
@@ -192,16 +195,27 @@ def _replace(value: Any, new: torch.Tensor) -> Any:
     return (new, *value[1:]) if isinstance(value, tuple) else new
 
 
+Replacement = Callable[[torch.Tensor], torch.Tensor]
+"""What a splice puts at the site: a function of the site's activations ``(batch, seq, d)``."""
+
+
+def reconstruction_of(sae: JumpReLUSAE) -> Replacement:
+    """The SAE's reconstruction, in the site's dtype."""
+    return lambda x: sae(x.float()).reconstruction.to(x.dtype)
+
+
+def zeros(x: torch.Tensor) -> torch.Tensor:
+    """Zero ablation, the scale of loss recovered."""
+    return torch.zeros_like(x)
+
+
 @contextmanager
-def _spliced(
-    lm: nn.Module, site: Site, sae: JumpReLUSAE | None, keep: torch.Tensor
-) -> Iterator[None]:
-    """Replace the site's activations where ``keep`` is False: by the reconstruction, or by
-    zeros when ``sae`` is None. ``keep`` is ``(batch, seq)``; True for BOS and padding."""
+def _spliced(lm: nn.Module, site: Site, replace: Replacement, keep: torch.Tensor) -> Iterator[None]:
+    """Replace the site's activations by ``replace(x)`` where ``keep`` is False. ``keep`` is
+    ``(batch, seq)``; True for BOS and padding."""
 
     def swap(x: torch.Tensor) -> torch.Tensor:
-        new = torch.zeros_like(x) if sae is None else sae(x.float()).reconstruction.to(x.dtype)
-        return torch.where(keep.unsqueeze(-1).to(x.device), x, new)
+        return torch.where(keep.unsqueeze(-1).to(x.device), x, replace(x))
 
     module = site_module(decoder_layers(find_decoder(lm)), site)
     if site.kind is SiteKind.ATTN_OUT:
@@ -233,16 +247,20 @@ def _losses(
 
 
 @torch.inference_mode()
-def delta_cross_entropy(
+def spliced_losses(
     lm: nn.Module,
     tokenizer: Any,
     site: Site,
-    sae: JumpReLUSAE,
     windows: Sequence[TokenWindow],
+    replacements: Mapping[str, Replacement],
     *,
     batch_size: int = 4,
-) -> CrossEntropy:
-    """Next-token loss of ``lm`` on ``windows``: clean, spliced with ``sae``, zero-ablated.
+) -> tuple[dict[str, float], int]:
+    """Mean next-token loss of ``lm`` on ``windows``, clean (``"clean"``) and with each named
+    replacement spliced in at ``site``; and the number of predictions counted.
+
+    BOS keeps its own activation (an SAE is not trained on it); the loss counts the predictions
+    made from replaced positions only.
 
     Raises:
         InputError: no window yields a prediction from a replaced position.
@@ -251,9 +269,8 @@ def delta_cross_entropy(
     prefix = [] if bos is None else [int(bos)]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(lm.parameters()).device
-    sums = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
+    sums = dict.fromkeys(["clean", *replacements], 0.0)
     n_predictions = 0
-    sae = sae.to(device)
     for first in range(0, len(windows), batch_size):
         chunk = windows[first : first + batch_size]
         seqs = [[*prefix, *w.ids] for w in chunk]
@@ -269,22 +286,42 @@ def delta_cross_entropy(
         lengths = [len(s) for s in seqs]
         start = len(prefix)
         clean, count = _losses(lm, ids, mask, start, lengths)
-        with _spliced(lm, site, sae, keep):
-            spliced, _ = _losses(lm, ids, mask, start, lengths)
-        with _spliced(lm, site, None, keep):
-            zero, _ = _losses(lm, ids, mask, start, lengths)
         sums["clean"] += clean
-        sums["spliced"] += spliced
-        sums["zero"] += zero
+        for name, replace in replacements.items():
+            with _spliced(lm, site, replace, keep):
+                sums[name] += _losses(lm, ids, mask, start, lengths)[0]
         n_predictions += count
     if n_predictions == 0:
         msg = "delta-CE needs windows of at least two tokens"
         raise InputError(msg)
+    return {name: total / n_predictions for name, total in sums.items()}, n_predictions
+
+
+def delta_cross_entropy(
+    lm: nn.Module,
+    tokenizer: Any,
+    site: Site,
+    sae: JumpReLUSAE,
+    windows: Sequence[TokenWindow],
+    *,
+    batch_size: int = 4,
+) -> CrossEntropy:
+    """Next-token loss of ``lm`` on ``windows``: clean, spliced with ``sae``, zero-ablated.
+
+    Raises:
+        InputError: no window yields a prediction from a replaced position.
+    """
+    sae = sae.to(next(lm.parameters()).device)
+    losses, n = spliced_losses(
+        lm,
+        tokenizer,
+        site,
+        windows,
+        {"spliced": reconstruction_of(sae), "zero": zeros},
+        batch_size=batch_size,
+    )
     return CrossEntropy(
-        clean=sums["clean"] / n_predictions,
-        spliced=sums["spliced"] / n_predictions,
-        zero_ablated=sums["zero"] / n_predictions,
-        n_tokens=n_predictions,
+        clean=losses["clean"], spliced=losses["spliced"], zero_ablated=losses["zero"], n_tokens=n
     )
 
 
