@@ -2,12 +2,17 @@
 
 For each set of :mod:`benchmarks.behaviours.sets` (fixed-seed subsamples of ``../shared/data``):
 
-1. one reader pass, cached in the project's feature cache (resumable, with a progress bar):
-   pooled activations at every site (mean, max, last token) and per-token ones at the SAE site;
-2. a sweep of linear probes (site x pooling) under nested grouped cross-validation: every group
-   held out once, the candidate chosen per outer fold on its training groups only
-   (:mod:`benchmarks.behaviours.probes`); the SAE probe (when the SAE exists) beside the raw
-   probe at its site; the trivial baselines (:mod:`benchmarks.behaviours.baselines`);
+1. one reader pass through ``calibrate``'s own extraction, cached in the project's feature cache
+   (resumable, with a progress bar): pooled mean+max activations and per-token ones at every
+   site (:mod:`benchmarks.behaviours.features`);
+2. every candidate (:mod:`benchmarks.behaviours.candidates`: raw activations per site and
+   pooling, all sites side by side, the SAE's codes in the same poolings) and the trivial
+   baselines (:mod:`benchmarks.behaviours.baselines`) through one nested grouped
+   cross-validation (:mod:`benchmarks.behaviours.probes`): every group held out once; per
+   outer fold, within each family (all, raw, raw at the SAE's site, SAE), the candidate with
+   the best out-of-fold AUROC on that fold's training groups is selected, so each family's
+   figure is a held-out one; smaller prefixes of a subsample are scored too where the set
+   asks for a learning curve;
 3. ``calibrate`` itself (the project's probe, calibration and threshold, ``evaluation="cv"``) at
    the site the sweep chose most often, its bundle written to ``--bundles`` when given, and
    transfer: each deception bundle scored on the other deception sets (``evaluate``).
@@ -27,6 +32,7 @@ import logging
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,9 +41,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from benchmarks.behaviours.baselines import baselines
-from benchmarks.behaviours.features import cached_features, extract, token_activations
-from benchmarks.behaviours.probes import GRID, NestedResult, metrics_of, nested_cv
-from benchmarks.behaviours.sets import SETS, BehaviourSet, load_set
+from benchmarks.behaviours.candidates import FAMILIES, Sweep, build_sweep, sae_name, sites_of
+from benchmarks.behaviours.features import POOLINGS, extract, load_features
+from benchmarks.behaviours.probes import GRID, NestedResult, metrics_of, nested_cv, select
+from benchmarks.behaviours.sets import SETS, BehaviourSet, curve_rows, load_set
 from benchmarks.behaviours.tables import render
 from calibration.data import LabeledDataset
 from calibration.metrics import Metrics
@@ -47,7 +54,6 @@ from scope_guard.sites import Site
 logger = logging.getLogger("benchmarks.detect_behaviours")
 
 DEFAULT_SAE = "~/.cache/scope_guard/sae/gemma-3-270m-resid_post@9-4096"
-POOLINGS = ("mean", "last")
 
 
 def _figures(m: Metrics) -> dict[str, Any]:
@@ -71,19 +77,72 @@ def _scored(result: NestedResult, name: str, y: np.ndarray, g: np.ndarray, args:
     }
 
 
-def _sae_codes(sae: Any, tokens: list[np.ndarray]) -> np.ndarray:
-    """Mean-pooled SAE codes of each example's response tokens, ``(n, n_latents)``."""
-    import torch
+def _selections(
+    result: NestedResult, families: dict[str, list[str]], y: np.ndarray, g: np.ndarray, args: Any
+) -> dict[str, Any]:
+    """Family -> its nested selection's per-fold choices and held-out figures."""
+    out = {}
+    for family in FAMILIES:
+        names = families[family]
+        if names:
+            chosen = select(result, names)
+            m = metrics_of(y, chosen.probs, chosen.thresholds, g, args.n_bootstrap, args.seed)
+            out[family] = {"per_fold": chosen.per_fold, **_figures(m)}
+    return out
 
-    rows = []
-    with torch.inference_mode():
-        for acts in tokens:
-            if acts.shape[0] == 0:
-                rows.append(np.zeros(sae.n_latents))
-                continue
-            codes = sae.encode(torch.from_numpy(acts)).float()
-            rows.append(codes.mean(dim=0).numpy())
-    return np.stack(rows).astype(np.float64)
+
+def _sae_figures(
+    sae: Any, sae_site: Site, sweep: Sweep, scored: dict[str, Any], selected: dict[str, Any]
+) -> dict[str, Any]:
+    """The SAE candidates beside the raw ones at the same site and pooling, and the gaps."""
+    poolings = {}
+    for pooling in POOLINGS:
+        s_fig, r_fig = scored[sae_name(sae_site, pooling)], scored[f"{sae_site}/{pooling}"]
+        poolings[pooling] = {
+            "sae_auroc": s_fig["auroc"],
+            "raw_auroc": r_fig["auroc"],
+            "gap_raw_minus_sae": round(r_fig["auroc"] - s_fig["auroc"], 4),
+        }
+    sae_sel, raw_sel = selected["sae"], selected["raw_at_sae_site"]
+    return {
+        "site": str(sae_site),
+        "n_latents": int(sae.n_latents),
+        "per_pooling": poolings,
+        "selected_auroc": sae_sel["auroc"],
+        "raw_selected_auroc_same_site": raw_sel["auroc"],
+        "gap_raw_minus_sae": round(raw_sel["auroc"] - sae_sel["auroc"], 4),
+        "within_0_02": bool(raw_sel["auroc"] - sae_sel["auroc"] <= 0.02),
+    }
+
+
+def _curve(
+    spec: BehaviourSet,
+    data: LabeledDataset,
+    sweep: Sweep,
+    baseline_feats: dict[str, np.ndarray],
+    args: Any,
+) -> list[dict[str, Any]]:
+    """The families' selections on smaller prefixes of the subsample (``spec.curve``)."""
+    points = []
+    for keep, rows in curve_rows(spec, data, Path(args.data_root), args.seed).items():
+        part = data.subset(rows)
+        y, g = part.y(spec.risk), part.groups()
+        feats = {name: X[rows] for name, X in {**sweep.features, **baseline_feats}.items()}
+        result = nested_cv(
+            feats, y, g, n_outer=args.outer_folds, n_inner=args.inner_folds, seed=args.seed
+        )
+        points.append(
+            {
+                "units": keep,
+                "n_examples": len(part),
+                "n_groups": len(np.unique(g)),
+                "selected": _selections(result, sweep.families, y, g, args),
+                "baselines": {
+                    name: _scored(result, name, y, g, args)["auroc"] for name in baseline_feats
+                },
+            }
+        )
+    return points
 
 
 def evaluate_set(
@@ -94,30 +153,19 @@ def evaluate_set(
     sae_site: Site,
     args: Any,
 ) -> dict[str, Any]:
-    """Sweep, selection, SAE and baselines of one set; a JSON-ready dict."""
+    """Sweep, family selections, SAE gaps, baselines and learning curve of one set."""
     y, groups = data.y(spec.risk), data.groups()
-    cache = args.cache_dir
-    candidates = {
-        f"{site}/{pooling}": cached_features(reader, data, site, pooling, cache)
-        for site in reader.sites
-        for pooling in POOLINGS
-    }
-    extra: dict[str, np.ndarray] = dict(baselines(data))
-    if sae is not None:
-        extra["sae"] = _sae_codes(sae, token_activations(reader, data, sae_site, cache))
-    total = (len(candidates) + len(extra)) * args.outer_folds
-    bar = tqdm(total=total, desc=f"probes {spec.name}", disable=args.no_progress)
-    sweep = nested_cv(
-        candidates,
-        y,
-        groups,
-        n_outer=args.outer_folds,
-        n_inner=args.inner_folds,
-        seed=args.seed,
-        progress=bar,
+    features = load_features(reader, data, args.cache_dir)
+    sweep = build_sweep(features, list(reader.sites), sae, sae_site)
+    baseline_feats = {f"baseline:{k}": v for k, v in baselines(data).items()}
+    everything = {**sweep.features, **baseline_feats}
+    bar = tqdm(
+        total=len(everything) * args.outer_folds,
+        desc=f"probes {spec.name}",
+        disable=args.no_progress,
     )
-    others = nested_cv(
-        extra,
+    result = nested_cv(
+        everything,
         y,
         groups,
         n_outer=args.outer_folds,
@@ -126,9 +174,8 @@ def evaluate_set(
         progress=bar,
     )
     bar.close()
-    selected_metrics = metrics_of(
-        y, sweep.selected_probs, sweep.selected_thresholds, groups, args.n_bootstrap, args.seed
-    )
+    scored = {name: _scored(result, name, y, groups, args) for name in everything}
+    selected = _selections(result, sweep.families, y, groups, args)
     out: dict[str, Any] = {
         "set": spec.name,
         "format": spec.format,
@@ -136,28 +183,22 @@ def evaluate_set(
         "n_examples": len(data),
         "n_groups": len(np.unique(groups)),
         "positive_rate": round(float(y.mean()), 4),
-        "sweep": {name: _scored(sweep, name, y, groups, args) for name in candidates},
-        "selected": {"per_fold": sweep.selected, **_figures(selected_metrics)},
-        "baselines": {
-            name: _scored(others, name, y, groups, args) for name in extra if name != "sae"
-        },
+        "families": {family: sweep.families[family] for family in FAMILIES},
+        "selected": selected,
+        "sweep": {name: scored[name] for name in sweep.families["raw"]},
+        "sae_sweep": {name: scored[name] for name in sweep.families["sae"]},
+        "baselines": {name.split(":", 1)[1]: scored[name] for name in baseline_feats},
     }
     if sae is not None:
-        raw = out["sweep"][f"{sae_site}/mean"]
-        sae_fig = _scored(others, "sae", y, groups, args)
-        out["sae_probe"] = {
-            "site": str(sae_site),
-            "n_latents": int(sae.n_latents),
-            "pooling": "mean",
-            **sae_fig,
-            "raw_auroc_same_site": raw["auroc"],
-            "gap_raw_minus_sae": round(raw["auroc"] - sae_fig["auroc"], 4),
-        }
+        out["sae_probe"] = _sae_figures(sae, sae_site, sweep, scored, selected)
+    if spec.curve:
+        out["learning_curve"] = _curve(spec, data, sweep, baseline_feats, args)
     return out
 
 
 def _most_selected_site(per_fold: list[str]) -> Site:
-    return Site.parse(Counter(name.split("/")[0] for name in per_fold).most_common(1)[0][0])
+    """The site the raw selection read most often (an all-sites pick counts for each site)."""
+    return Counter(site for name in per_fold for site in sites_of(name)).most_common(1)[0][0]
 
 
 def calibrate_set(
@@ -206,6 +247,15 @@ def bundle_c(bundle: Any) -> float | None:
     return None
 
 
+def _smaller(spec: BehaviourSet, keep: int | None) -> BehaviourSet:
+    """``spec`` cut to at most ``keep`` units (a prefix of its subsample), without a curve."""
+    if keep is None:
+        return spec
+    if spec.units is None:
+        return replace(spec, units=keep, curve=())
+    return replace(spec, keep=min(spec.keep or spec.units, keep), curve=())
+
+
 def _open_sae(path: str | None, site: Site, reader: Any) -> Any:
     if not path:
         return None
@@ -240,6 +290,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sae", default=DEFAULT_SAE, help="SAE folder ('' for none)")
     p.add_argument("--sae-site", default="resid_post@9")
     p.add_argument("--sets", default=",".join(s.name for s in SETS))
+    p.add_argument(
+        "--keep",
+        type=int,
+        default=None,
+        help="keep at most KEEP units of each set, no learning curve (a quick check of the "
+        "pipeline: its figures are not the benchmark's)",
+    )
     p.add_argument("--cache-dir", default=str(default_cache_root() / "features-behaviours"))
     p.add_argument("--results", default="benchmarks/results")
     p.add_argument("--bundles", help="write each set's calibrated bundle to BUNDLES/<set>")
@@ -274,13 +331,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(argv)
     wanted = set(args.sets.split(","))
-    specs = [s for s in SETS if s.name in wanted]
+    specs = [_smaller(s, args.keep) for s in SETS if s.name in wanted]
     if args.tables:
         print(render(Path(args.results), [s.name for s in specs]))
         return 0
     import torch
     from threadpoolctl import threadpool_limits
 
+    from detectors.bundle_manifest import sae_fingerprint
     from scope_guard.reader import Reader
 
     torch.set_num_threads(args.threads)
@@ -298,7 +356,6 @@ def main(argv: list[str] | None = None) -> int:
         reader,
         [d for _, d, _ in loaded.values()],
         cache_dir=args.cache_dir,
-        token_site=sae_site,
         batch_size=args.batch_size,
         progress=not args.no_progress,
     )
@@ -317,12 +374,13 @@ def main(argv: list[str] | None = None) -> int:
         "n_read_this_run": n_read,
         "read_seconds_this_run": round(read_s, 1),
         "sae_folder": str(Path(args.sae).expanduser()) if sae is not None else None,
+        "sae_fingerprint": sae_fingerprint(sae) if sae is not None else None,
     }
     bundles: dict[str, Any] = {}
     for name, (spec, data, n_units) in loaded.items():
         out = evaluate_set(spec, data, reader, sae, sae_site, args)
         out["subsample"] = {"units_total": n_units, "units_drawn": spec.units, "kept": spec.keep}
-        site = _most_selected_site(out["selected"]["per_fold"])
+        site = _most_selected_site(out["selected"]["raw"]["per_fold"])
         bundle, out["calibrate"] = calibrate_set(spec, data, reader, site, args)
         bundles[name] = bundle
         if args.bundles:
@@ -346,7 +404,7 @@ def _transfer(bundles: dict[str, Any], reader: Any, root: Path, args: Any) -> di
     from calibration.evaluation import evaluate
     from detectors.bundle import DetectorBundle
 
-    specs = [s for s in SETS if s.risk is Risk.DECEPTION]
+    specs = [_smaller(s, args.keep) for s in SETS if s.risk is Risk.DECEPTION]
     found = dict(bundles)
     if args.bundles:
         for spec in specs:

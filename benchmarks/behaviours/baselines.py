@@ -58,7 +58,7 @@ def baselines(dataset: LabeledDataset) -> dict[str, np.ndarray]:
         out["letter"] = letters
     per_group: dict[str, set[str]] = {}
     for ex, prompt in zip(dataset, prompts, strict=True):
-        per_group.setdefault(ex.group, set()).add(prompt)
+        per_group.setdefault(ex.group_key, set()).add(prompt)
     if any(len(v) > 1 for v in per_group.values()):  # prompts differ within a group
         out["prompt_length"] = _length(prompts)
         out["prompt_words"] = _bag_of_words(prompts)

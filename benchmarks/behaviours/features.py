@@ -1,44 +1,63 @@
-"""One reader pass per example, cached: pooled activations per site in three poolings.
+"""One reader pass per example through ``calibrate``'s own extraction, and the poolings built on it.
 
-``calibrate`` pools a response's activations as mean and max (``mean_max``); this benchmark also
-wants the response's last token, and per-token activations at the SAE's site, so that an SAE
-trained later can be scored without reading again. One pass writes all of them to the project's
-:class:`~calibration.feature_cache.FeatureCache`:
+The pass is :func:`calibration.extract.extract_features` with raw ``mean_max`` pooling and
+per-token activations at every site of the reader, so:
 
-- ``mean_max`` per site, in the very namespace :func:`calibration.extract.extract_features`
-  uses, so a later ``calibrate`` call finds it cached (if that namespace ever changes,
-  ``calibrate`` just reads again: slower, never wrong);
-- ``last`` per site (the activation of the response's last token), in a namespace of its own;
-- the response's per-token activations at ``token_site`` (float32: Gemma 3's residual stream
-  has components beyond float16's range, 65,504, which float16 would store as inf), in a
-  namespace of its own.
+- a later ``calibrate`` call finds the pooled ``mean_max`` activations in the same cache
+  namespace (and its token-probe blocks find the per-token ones): nothing is read twice;
+- every other pooling this benchmark compares (the last response token, mean and last side by
+  side, the SAE codes in any pooling) is computed from the cached per-token activations, so an
+  SAE trained later is scored without reading again.
 
-Examples are keyed like ``extract_features`` keys them (the prompt and the response), so the
-same text in two sets is read once.
+Per-token activations are float32 (Gemma 3's residual stream has components beyond float16's
+range), about 2.5 KB per response token and site at ``d_model`` 640.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from calibration.data import LabeledDataset, prompt_of
-from calibration.extract import _raw_namespace
-from calibration.feature_cache import FeatureCache, text_key
-from scope_guard.features import Pooling, pool_codes
+from calibration.extract import extract_features
+from calibration.feature_cache import text_key
+from scope_guard.features import Pooling
 from scope_guard.sites import Site
 
 if TYPE_CHECKING:
     from scope_guard.reader import Reader
+    from scope_guard.sae import JumpReLUSAE
 
-__all__ = ["POOLINGS", "cached_features", "example_keys", "extract", "token_activations"]
+__all__ = [
+    "POOLINGS",
+    "SetFeatures",
+    "example_keys",
+    "extract",
+    "load_features",
+    "pool",
+    "pool_tokens",
+    "sae_pooled",
+]
 
-POOLINGS = ("mean", "max", "mean_max", "last")
-"""Poolings the benchmark compares; mean and max are the two halves of ``mean_max``."""
+POOLINGS = ("mean", "last", "mean_max", "mean+last")
+"""Poolings compared, of raw activations and of SAE codes alike: ``mean_max`` is what
+``calibrate`` uses; ``last`` is the response's last token (under causal attention the only one
+that has read the whole response); ``mean+last`` puts the two side by side."""
+
+
+class SetFeatures(NamedTuple):
+    """The cached reader features of one dataset, rows aligned with it.
+
+    Attributes:
+        mean_max: Per site, ``(n, 2 * d)`` pooled activations (mean block, then max).
+        tokens: Per site, each example's ``(n_tokens_i, d)`` response activations (float32).
+    """
+
+    mean_max: dict[Site, np.ndarray]
+    tokens: dict[Site, list[np.ndarray]]
 
 
 def example_keys(dataset: LabeledDataset) -> list[str]:
@@ -46,19 +65,27 @@ def example_keys(dataset: LabeledDataset) -> list[str]:
     return [text_key(prompt_of(ex), ex.response) for ex in dataset]
 
 
-def _caches(reader: Reader, sites: Sequence[Site], token_site: Site | None, root: Any) -> dict:
-    caches: dict[tuple[str, Site], FeatureCache] = {}
-    for site in sites:
-        caches[("mean_max", site)] = FeatureCache(
-            root, _raw_namespace(reader, site, Pooling.MEAN_MAX)
-        )
-        caches[("last", site)] = FeatureCache(
-            root, {**_raw_namespace(reader, site, Pooling.MEAN), "pooling": "last"}
-        )
-    if token_site is not None:
-        namespace = {**_raw_namespace(reader, token_site, Pooling.MEAN), "pooling": "tokens-f32"}
-        caches[("tokens", token_site)] = FeatureCache(root, namespace)
-    return caches
+def _extract_one(
+    reader: Reader,
+    dataset: LabeledDataset,
+    cache_dir: str | os.PathLike[str],
+    batch_size: int,
+    chunk_size: int,
+    progress: bool,
+) -> tuple[SetFeatures, int]:
+    sites = list(reader.sites)
+    feats = extract_features(
+        dataset,
+        reader=reader,
+        raw_sites=sites,
+        pooling=Pooling.MEAN_MAX,
+        token_sites=sites,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
+    return SetFeatures(feats.raw, feats.tokens), feats.n_computed
 
 
 def extract(
@@ -66,7 +93,6 @@ def extract(
     datasets: Iterable[LabeledDataset],
     *,
     cache_dir: str | os.PathLike[str],
-    token_site: Site | None = None,
     batch_size: int = 8,
     chunk_size: int = 64,
     progress: bool = True,
@@ -74,71 +100,86 @@ def extract(
 ) -> int:
     """Read every example not yet cached, at every site of ``reader``; returns how many.
 
-    Examples are read shortest first, so that a batch holds exchanges of similar length.
     ``part=(i, k)`` reads only the i-th of k disjoint shares of the keys, so that k processes
-    (one thread each) can share the work: the cache takes concurrent writers.
+    (one thread each) can share the work: the cache takes concurrent writers. An example in
+    several datasets is read once.
     """
-    sites = list(reader.sites)
-    caches = _caches(reader, sites, token_site, cache_dir)
-    todo: dict[str, tuple[str, str]] = {}
+    seen: set[str] = set()
+    n_read = 0
     for dataset in datasets:
-        for key, ex in zip(example_keys(dataset), dataset, strict=True):
-            mine = int(key, 16) % part[1] == part[0]
-            if mine and key not in todo and any(key not in c for c in caches.values()):
-                todo[key] = (prompt_of(ex), ex.response)
-    order = sorted(todo, key=lambda k: len(todo[k][0]) + len(todo[k][1]))
-    bar = tqdm(total=len(order), desc="reader", unit="ex", disable=not progress)
-    for start in range(0, len(order), chunk_size):
-        chunk = order[start : start + chunk_size]
-        readings = reader.read_batch([todo[k] for k in chunk], batch_size=batch_size)
-        rows: dict[tuple[str, Site], dict[str, dict[str, np.ndarray]]] = {c: {} for c in caches}
-        for key, reading in zip(chunk, readings, strict=True):
-            for site in sites:
-                acts = reading.activation(site)
-                pooled = pool_codes(acts, Pooling.MEAN_MAX).cpu().numpy().astype(np.float32)
-                rows[("mean_max", site)][key] = {"raw": pooled}
-                last = acts[-1] if acts.shape[0] else acts.new_zeros(acts.shape[1])
-                rows[("last", site)][key] = {"raw": last.float().cpu().numpy()}
-            if token_site is not None:
-                tokens = reading.activation(token_site).float().cpu().numpy()
-                rows[("tokens", token_site)][key] = {"acts": tokens}
-        for name, cache in caches.items():
-            cache.put(rows[name])
-        bar.update(len(chunk))
-    bar.close()
-    return len(order)
+        keys = example_keys(dataset)
+        rows = [i for i, k in enumerate(keys) if int(k, 16) % part[1] == part[0] and k not in seen]
+        seen.update(keys[i] for i in rows)
+        if rows:
+            share = dataset.subset(rows)
+            n_read += _extract_one(reader, share, cache_dir, batch_size, chunk_size, progress)[1]
+    return n_read
 
 
-def cached_features(
-    reader: Reader,
-    dataset: LabeledDataset,
-    site: Site,
-    pooling: str,
-    cache_dir: str | os.PathLike[str],
-) -> np.ndarray:
-    """The ``(n, d)`` (``mean_max``: ``(n, 2d)``) pooled activations of ``dataset`` at ``site``.
+def load_features(
+    reader: Reader, dataset: LabeledDataset, cache_dir: str | os.PathLike[str]
+) -> SetFeatures:
+    """The reader features of ``dataset`` from the cache (an example not cached is read)."""
+    return _extract_one(reader, dataset, cache_dir, 8, 64, progress=False)[0]
+
+
+def pool_tokens(tokens: Sequence[np.ndarray], pooling: str) -> np.ndarray:
+    """``(n, d * parts)`` pooled rows of per-token ``(n_tokens_i, d)`` arrays.
+
+    Pooling is one of :data:`POOLINGS` (or ``"max"``); an empty response pools to zeros.
 
     Raises:
-        ArtifactError: an example is not cached (run :func:`extract` first).
+        ValueError: An unknown pooling.
     """
-    keys = example_keys(dataset)
-    kind = "last" if pooling == "last" else "mean_max"
-    cache = _caches(reader, [site], None, cache_dir)[(kind, site)]
-    data = cache.get(keys)
-    X = np.stack([data[k]["raw"] for k in keys]).astype(np.float64)
-    d = reader.site_dim(site)
+    parts = {"mean_max": ("mean", "max"), "mean+last": ("mean", "last")}.get(pooling, (pooling,))
+    if any(p not in ("mean", "max", "last") for p in parts):
+        msg = f"unknown pooling {pooling!r}; valid: {', '.join((*POOLINGS, 'max'))}"
+        raise ValueError(msg)
+    return np.stack([np.concatenate([_pool_one(acts, p) for p in parts]) for acts in tokens])
+
+
+def _pool_one(acts: np.ndarray, part: str) -> np.ndarray:
+    a = np.asarray(acts, dtype=np.float64)
+    if a.shape[0] == 0:
+        return np.zeros(a.shape[1])
+    if part == "mean":
+        return a.mean(axis=0)
+    return a.max(axis=0) if part == "max" else a[-1]
+
+
+def pool(features: SetFeatures, site: Site, pooling: str) -> np.ndarray:
+    """``(n, d * parts)`` pooled raw activations of one site.
+
+    The mean and max come from the pooled cache, which ``calibrate`` reads (so ``mean`` here
+    is ``calibrate``'s to the bit); the last token from the per-token activations.
+    """
+    X = features.mean_max[site].astype(np.float64)
+    d = X.shape[1] // 2
     if pooling == "mean":
         return X[:, :d]
     if pooling == "max":
         return X[:, d:]
-    return X
+    if pooling == "mean_max":
+        return X
+    if pooling == "mean+last":
+        return np.hstack([X[:, :d], pool_tokens(features.tokens[site], "last")])
+    return pool_tokens(features.tokens[site], pooling)
 
 
-def token_activations(
-    reader: Reader, dataset: LabeledDataset, site: Site, cache_dir: str | os.PathLike[str]
-) -> list[np.ndarray]:
-    """Each example's per-token response activations at ``site``, ``(n_tokens, d)`` float32."""
-    keys = example_keys(dataset)
-    cache = _caches(reader, [], site, cache_dir)[("tokens", site)]
-    data = cache.get(keys)
-    return [data[k]["acts"].astype(np.float32) for k in keys]
+def sae_pooled(
+    sae: JumpReLUSAE, tokens: Sequence[np.ndarray], poolings: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Each example's SAE codes (encoded once), pooled in each of ``poolings``.
+
+    Returns:
+        Pooling -> ``(n, n_latents * parts)``.
+    """
+    import torch
+
+    codes = []
+    with torch.inference_mode():
+        for acts in tokens:
+            x = torch.from_numpy(np.ascontiguousarray(acts, dtype=np.float32))
+            empty = acts.shape[0] == 0
+            codes.append(np.zeros((0, sae.n_latents)) if empty else sae.encode(x).float().numpy())
+    return {p: pool_tokens(codes, p) for p in poolings}

@@ -18,9 +18,9 @@ then fitted by ``calibrate`` itself (see :mod:`benchmarks.detect_behaviours`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -30,7 +30,15 @@ from calibration.metrics import Metrics, compute_metrics
 from calibration.splits import group_folds
 from calibration.thresholds import choose_threshold
 
-__all__ = ["GRID", "CandidateResult", "NestedResult", "metrics_of", "nested_cv"]
+__all__ = [
+    "GRID",
+    "CandidateResult",
+    "NestedResult",
+    "Selection",
+    "metrics_of",
+    "nested_cv",
+    "select",
+]
 
 GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 """Ridge penalties searched, as multiples of the mean eigenvalue of the training Gram matrix."""
@@ -48,12 +56,29 @@ class CandidateResult:
 
 @dataclass
 class NestedResult:
-    """Per candidate its held-out results; the candidate each outer fold selected."""
+    """Per candidate its held-out results; the candidate each outer fold selected.
+
+    Attributes:
+        candidates: Name -> held-out results over all outer folds.
+        selected: Per outer fold, the candidate with the best training-side AUROC.
+        selected_probs: Held-out probabilities of the selected candidates.
+        selected_thresholds: Their thresholds.
+        test_folds: The held-out rows of each outer fold, in order.
+    """
 
     candidates: dict[str, CandidateResult]
     selected: list[str]
     selected_probs: np.ndarray
     selected_thresholds: np.ndarray
+    test_folds: list[np.ndarray] = field(default_factory=list)
+
+
+class Selection(NamedTuple):
+    """One candidate per outer fold, chosen among a family; its held-out scores."""
+
+    per_fold: list[str]
+    probs: np.ndarray
+    thresholds: np.ndarray
 
 
 class _Ridge:
@@ -63,9 +88,12 @@ class _Ridge:
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
-        self.mean = X.mean(axis=0)
         std = X.std(axis=0)
-        self.std = np.where(std > 0, std, 1.0)
+        # Constant columns standardize to zero and add nothing; leaving them out is the same
+        # solution for less work (most of the SAE's pooled latents are zero on a small set).
+        self.cols = np.flatnonzero(std > 0)
+        X = X[:, self.cols]
+        self.mean, self.std = X.mean(axis=0), std[self.cols]
         Z = (X - self.mean) / self.std
         pos = y == 1
         # Balanced classes: each class carries half the weight, as class_weight="balanced".
@@ -76,13 +104,14 @@ class _Ridge:
         gram = self.Zw @ self.Zw.T if self.dual else self.Zw.T @ self.Zw
         self.evals, self.evecs = np.linalg.eigh(gram)
         self.evals = np.clip(self.evals, 0.0, None)
-        self.scale = max(float(self.evals.mean()), 1e-12)
+        # No varying column: every score is 0 (a defined, uninformative probe).
+        self.scale = max(float(self.evals.mean()), 1e-12) if self.evals.size else 1.0
         rhs = self.tw if self.dual else self.Zw.T @ self.tw
         self.proj = self.evecs.T @ rhs
 
     def scores(self, X: np.ndarray) -> np.ndarray:
         """``(n_rows, len(GRID))`` decision scores of ``X``, one column per penalty."""
-        Z = (X - self.mean) / self.std
+        Z = (X[:, self.cols] - self.mean) / self.std
         left = (Z @ self.Zw.T) @ self.evecs if self.dual else Z @ self.evecs
         lam = np.asarray(GRID) * self.scale
         return left @ (self.proj[:, None] / (self.evals[:, None] + lam[None, :]))
@@ -138,24 +167,52 @@ def nested_cv(
     folds = group_folds(y, groups, n_splits=n_outer, random_state=seed)
     n = len(y)
     results = {name: CandidateResult(np.full(n, np.nan), np.full(n, np.nan)) for name in candidates}
-    selected: list[str] = []
-    sel_probs, sel_thr = np.full(n, np.nan), np.full(n, np.nan)
     for train, test in folds:
-        best, best_auc = "", -np.inf
         for name, X in candidates.items():
             probs, thr, auc, penalty = _fold(X, y, groups, train, test, seed, n_inner)
             res = results[name]
             res.probs[test], res.thresholds[test] = probs, thr
             res.inner_auroc.append(auc)
             res.penalty.append(penalty)
-            if auc > best_auc:
-                best, best_auc = name, auc
             if progress is not None:
                 progress.update(1)
-        selected.append(best)
-        sel_probs[test] = results[best].probs[test]
-        sel_thr[test] = results[best].thresholds[test]
-    return NestedResult(results, selected, sel_probs, sel_thr)
+    tests = [test for _, test in folds]
+    chosen = _select(results, tests, list(candidates))
+    return NestedResult(results, chosen.per_fold, chosen.probs, chosen.thresholds, tests)
+
+
+def select(result: NestedResult, names: Sequence[str]) -> Selection:
+    """The nested selection restricted to a family of candidates, without refitting anything.
+
+    Per outer fold the family's candidate with the best out-of-fold AUROC on that fold's
+    training groups (ties: the first in ``names``); its held-out scores on that fold's test
+    groups. The test groups take no part in the choice, as in :func:`nested_cv`.
+
+    Raises:
+        KeyError: No names, or a name that is not a candidate of ``result``.
+    """
+    missing = [name for name in names if name not in result.candidates]
+    if missing or not names:
+        msg = f"not candidates of this result: {missing or 'none given'}"
+        raise KeyError(msg)
+    return _select(result.candidates, result.test_folds, list(names))
+
+
+def _select(
+    results: Mapping[str, CandidateResult], tests: Sequence[np.ndarray], names: list[str]
+) -> Selection:
+    n = len(next(iter(results.values())).probs)
+    probs, thresholds = np.full(n, np.nan), np.full(n, np.nan)
+    per_fold = []
+    for k, test in enumerate(tests):
+        best, best_auc = names[0], -np.inf
+        for name in names:
+            if results[name].inner_auroc[k] > best_auc:  # NaN never wins
+                best, best_auc = name, results[name].inner_auroc[k]
+        per_fold.append(best)
+        probs[test] = results[best].probs[test]
+        thresholds[test] = results[best].thresholds[test]
+    return Selection(per_fold, probs, thresholds)
 
 
 def metrics_of(

@@ -7,7 +7,7 @@ question (all its answers) elsewhere, so that a subsample never splits what belo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from calibration.adapters import load_dataset
 from calibration.data import LabeledDataset
 from scope_guard.risks import Risk
 
-__all__ = ["SETS", "BehaviourSet", "load_set", "unit_of"]
+__all__ = ["SETS", "BehaviourSet", "curve_rows", "load_set", "unit_of"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class BehaviourSet:
         keep: How many of the drawn units to keep (the first ``keep``): a smaller subsample
             is a prefix of a larger one, so their cached features are shared.
         options: The adapter's keyword options.
+        curve: Smaller ``keep`` values (prefixes of this subsample) scored as well, for a
+            learning curve: did more units help?
     """
 
     name: str
@@ -43,6 +45,7 @@ class BehaviourSet:
     units: int | None = None
     keep: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    curve: tuple[int, ...] = ()
 
 
 SETS = (
@@ -52,7 +55,9 @@ SETS = (
         "anthropic_sycophancy/political_typology_v0_normalized.jsonl",
         Risk.SYCOPHANCY,
         units=500,
-        keep=200,
+        # All 500 drawn items (1,000 responses): at 200 items a training side had ~320 rows
+        # for 640-4,096 features; the 200-item prefix (the earlier subsample) is scored too.
+        curve=(100, 200),
     ),
     BehaviourSet(
         "ai-liar-dialogues",
@@ -70,7 +75,13 @@ SETS = (
         keep=400,
     ),
     BehaviourSet(
-        "truthfulqa", "truthfulqa", "truthfulqa/TruthfulQA.csv", Risk.DECEPTION, units=300, keep=200
+        "truthfulqa",
+        "truthfulqa",
+        "truthfulqa/TruthfulQA.csv",
+        Risk.DECEPTION,
+        units=300,
+        keep=200,
+        curve=(100,),  # would more questions help? (reading all 300 costs ~700 more rows)
     ),
     BehaviourSet(
         "halueval-qa",
@@ -93,7 +104,7 @@ def unit_of(spec: BehaviourSet, example_id: str, group: str) -> str:
 def load_set(spec: BehaviourSet, data_root: Path, seed: int = 0) -> tuple[LabeledDataset, int]:
     """The set's examples (subsampled by unit with ``seed``), and how many units it had."""
     dataset = load_dataset(data_root / spec.path, spec.format, **spec.options)
-    units = [unit_of(spec, ex.id, ex.group) for ex in dataset]
+    units = [unit_of(spec, ex.id, ex.group_key) for ex in dataset]
     distinct = list(dict.fromkeys(units))
     if spec.units is None or spec.units >= len(distinct):
         return dataset, len(distinct)
@@ -102,3 +113,16 @@ def load_set(spec: BehaviourSet, data_root: Path, seed: int = 0) -> tuple[Labele
     kept = {distinct[i] for i in order[: spec.keep or spec.units]}
     rows = [i for i, unit in enumerate(units) if unit in kept]
     return dataset.subset(rows), len(distinct)
+
+
+def curve_rows(
+    spec: BehaviourSet, dataset: LabeledDataset, data_root: Path, seed: int = 0
+) -> dict[int, list[int]]:
+    """For each ``keep`` of ``spec.curve``: the rows of ``dataset`` (the set as
+    :func:`load_set` gives it) in that smaller prefix of the subsample."""
+    index = {ex.id: i for i, ex in enumerate(dataset)}
+    out = {}
+    for keep in spec.curve:
+        smaller, _ = load_set(replace(spec, keep=keep), data_root, seed)
+        out[keep] = sorted(index[ex.id] for ex in smaller)
+    return out
