@@ -10,7 +10,9 @@ Each site maps to one module of a decoder layer (see :mod:`scope_guard.sites`):
 
 The hooks keep only the selected token positions, so nothing of size ``(batch, seq, d)`` outlives
 the pass. A final hook on the deepest layer raises :class:`_StopForward`, so no later layer, final
-norm or LM head is ever computed, whatever model object the reader was given.
+norm or LM head is ever computed, whatever model object the reader was given. A reader asked for
+surprisal instead stops after the decoder's final norm (:func:`capture_final_norm`), and applies
+the LM head itself to the few rows it needs (:mod:`scope_guard.reader.surprisal`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch import nn
 from scope_guard.errors import ConfigError
 from scope_guard.sites import Site, SiteKind
 
-__all__ = ["capture_sites", "site_module"]
+__all__ = ["capture_final_norm", "capture_sites", "run_until_stopped", "site_module"]
 
 
 class _StopForward(Exception):
@@ -63,6 +65,8 @@ def capture_sites(
     sites: Sequence[Site],
     rows: torch.Tensor,
     cols: torch.Tensor,
+    *,
+    stop: bool = True,
 ) -> Iterator[dict[Site, torch.Tensor]]:
     """Capture each site at the positions ``(rows[i], cols[i])`` during one forward pass.
 
@@ -71,9 +75,11 @@ def capture_sites(
 
     Args:
         layers: The decoder layers (``model.layers``).
-        sites: Sites to capture; the pass stops after the deepest site's layer.
+        sites: Sites to capture.
         rows: Batch index of each kept position, ``(n,)``.
         cols: Sequence index of each kept position, ``(n,)``.
+        stop: End the pass after the deepest site's layer (``False``: another hook ends it,
+            e.g. :func:`capture_final_norm`).
     """
     captured: dict[Site, torch.Tensor] = {}
     handles = []
@@ -97,16 +103,47 @@ def capture_sites(
                     )
                 )
 
-        def stop(_m: nn.Module, _args: Any, _out: Any) -> None:
-            raise _StopForward
-
-        deepest = max(site.layer for site in sites)
-        # Registered last, so it runs after the capture hook on the same layer.
-        handles.append(layers[deepest].register_forward_hook(stop))
+        if stop:
+            deepest = max(site.layer for site in sites)
+            # Registered last, so it runs after the capture hook on the same layer.
+            handles.append(layers[deepest].register_forward_hook(_stop))
         yield captured
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _stop(_m: nn.Module, _args: Any, _out: Any) -> None:
+    raise _StopForward
+
+
+@contextmanager
+def capture_final_norm(
+    decoder: nn.Module, rows: torch.Tensor, cols: torch.Tensor
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Capture the decoder's final normed hidden state at ``(rows[i], cols[i])``, then end the
+    pass (nothing of the decoder runs after its final norm, and no LM head is applied).
+
+    Afterwards ``captured["hidden"]`` is ``(len(rows), d_model)``. The hook is removed on exit.
+
+    Raises:
+        ConfigError: the decoder has no final ``norm`` module (not a Gemma decoder).
+    """
+    norm = getattr(decoder, "norm", None)
+    if not isinstance(norm, nn.Module):
+        msg = f"{type(decoder).__name__} has no final norm module; surprisal needs a Gemma decoder"
+        raise ConfigError(msg)
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep(_m: nn.Module, _args: Any, out: Any) -> None:
+        captured["hidden"] = _as_tensor(out)[rows, cols].detach()
+        raise _StopForward
+
+    handle = norm.register_forward_hook(keep)
+    try:
+        yield captured
+    finally:
+        handle.remove()
 
 
 def run_until_stopped(model: nn.Module, **inputs: Any) -> None:

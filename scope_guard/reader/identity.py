@@ -75,6 +75,19 @@ class WeightDigests:
             head, parts = self._head, self._per_layer[: layer + 1]
         return hashlib.sha256(head + b"".join(parts)).hexdigest()[:32]
 
+    def whole(self, norm: nn.Module, head_weight: torch.Tensor, softcap: float | None) -> str:
+        """Hex digest of everything the next-token distribution depends on: :meth:`upto` the
+        last layer, the final norm, the LM head (a head tied to the embedding is hashed once,
+        as the embedding) and the logit soft-cap."""
+        upto = self.upto(len(self._layers) - 1)
+        tied = head_weight is self._embedding or (
+            head_weight.shape == self._embedding.shape
+            and head_weight.data_ptr() == self._embedding.data_ptr()
+        )
+        head = b"tied" if tied else _hash_tensors([head_weight])
+        parts = [upto.encode(), _hash_tensors(norm.parameters()), head, repr(softcap).encode()]
+        return hashlib.sha256(b"|".join(parts)).hexdigest()[:32]
+
 
 def tokenizer_digest(tokenizer: Any) -> str:
     """A stable hex digest of what a tokenizer does: vocabulary, merges, normalizer,

@@ -236,6 +236,8 @@ class LoadedDecoder:
         config: The full model config (not truncated).
         n_layers: Layers of the full model; fewer may be loaded.
         model_type: ``config.model_type``.
+        causal_lm: The whole causal LM the decoder belongs to (every layer, the final norm and
+            the LM head), when it was loaded with ``whole=True``; ``None`` otherwise.
     """
 
     decoder: nn.Module
@@ -243,17 +245,25 @@ class LoadedDecoder:
     config: Any
     n_layers: int
     model_type: str
+    causal_lm: nn.Module | None = None
 
 
 def load_decoder(
-    folder: Path, *, deepest_layer: int, dtype: torch.dtype, device: torch.device
+    folder: Path,
+    *,
+    deepest_layer: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    whole: bool = False,
 ) -> LoadedDecoder:
     """Load the tokenizer and the decoder's first ``deepest_layer + 1`` layers from ``folder``.
 
     The checkpoint's later layers and LM head are never materialised: the config is cut to the
-    layers needed before the weights are loaded.
+    layers needed before the weights are loaded. With ``whole=True`` the whole causal LM is
+    loaded instead (every layer, the final norm, the LM head), for the reader's surprisal;
+    ``deepest_layer`` is then only checked.
     """
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
     refuse_remote_code(folder)
     try:
@@ -276,13 +286,15 @@ def load_decoder(
     if deepest_layer >= n_layers:
         msg = f"layer {deepest_layer} requested, but the model in {folder} has {n_layers} layers"
         raise ConfigError(msg)
-    cfg.num_hidden_layers = deepest_layer + 1
-    if getattr(cfg, "layer_types", None) is not None:
-        cfg.layer_types = list(cfg.layer_types)[: deepest_layer + 1]
+    if not whole:
+        cfg.num_hidden_layers = deepest_layer + 1
+        if getattr(cfg, "layer_types", None) is not None:
+            cfg.layer_types = list(cfg.layer_types)[: deepest_layer + 1]
+    auto: Any = AutoModelForCausalLM if whole else AutoModel  # both return (model, info) here
 
     try:
         with quiet_transformers():  # the skipped layers and LM head are expected "unused weights"
-            model, loading_info = AutoModel.from_pretrained(
+            model, loading_info = auto.from_pretrained(
                 folder,
                 config=config,
                 dtype=dtype,
@@ -304,8 +316,13 @@ def load_decoder(
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         msg = f"the checkpoint in {folder} lacks {len(missing)} weights of the layers read: {shown}"
         raise ArtifactError(msg)
-    decoder = find_decoder(model).to(device).eval()
-    return LoadedDecoder(decoder, tokenizer, full_config, n_layers, model_type)
+    if not whole:
+        decoder = find_decoder(model).to(device).eval()
+        return LoadedDecoder(decoder, tokenizer, full_config, n_layers, model_type)
+    causal_lm = cast(nn.Module, model).to(device).eval()
+    return LoadedDecoder(
+        find_decoder(causal_lm), tokenizer, full_config, n_layers, model_type, causal_lm
+    )
 
 
 # Files in which transformers looks for ``auto_map`` (custom classes shipped as code).

@@ -18,7 +18,12 @@ from torch import nn
 from scope_guard.errors import ConfigError, InputError
 from scope_guard.reader.exchange import EncodedExchange, ExchangeEncoder, replace_surrogates
 from scope_guard.reader.gguf import read_source_record
-from scope_guard.reader.hooks import capture_sites, run_until_stopped, site_module
+from scope_guard.reader.hooks import (
+    capture_final_norm,
+    capture_sites,
+    run_until_stopped,
+    site_module,
+)
 from scope_guard.reader.identity import WeightDigests, tokenizer_digest
 from scope_guard.reader.loading import (
     decoder_layers,
@@ -32,6 +37,7 @@ from scope_guard.reader.lookback import capture_lookback
 from scope_guard.reader.miniature import MINIATURE_LABEL, miniature_model_path
 from scope_guard.reader.reading import Reading
 from scope_guard.reader.sources import resolve_reader_folder
+from scope_guard.reader.surprisal import LMHead, TokenSurprisal, token_surprisal
 from scope_guard.sites import Site, SiteKind
 
 __all__ = ["Reader", "ReaderInfo"]
@@ -41,6 +47,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_TOKENS = 4096
 MINIATURE_SOURCE = "miniature"  # Reader.source of the built-in stand-in
 _LOOKBACK_KEY = "lookback"  # beside the sites in one exchange's captured tensors
+_SURPRISAL_KEY = "surprisal"  # (n, 2): surprisal, entropy
 
 # One pass lock per decoder, not per Reader: hooks go on the shared model, so two Readers over
 # one model must not run passes at the same time. Weak keys: a dropped model drops its lock.
@@ -87,13 +94,17 @@ class ReaderInfo:
     reader); ``None`` for a checkpoint read as published."""
     lookback: bool = False
     """Readings carry lookback ratios (the reader runs the eager attention path)."""
+    surprisal: bool = False
+    """Readings carry each token's surprisal and entropy (the reader runs every layer, the
+    final norm and the LM head)."""
 
 
 class Reader:
     """Reads (prompt, response) exchanges with a local Gemma model.
 
     One forward pass per batch, stopped right after the deepest hooked layer; the LM head is never
-    computed. Activations are captured by forward hooks at each site, for the response tokens only.
+    computed (unless ``surprisal``). Activations are captured by forward hooks at each site, for
+    the response tokens only.
 
     Args:
         model: A Gemma 2 / Gemma 3 model or its decoder (anything with ``.layers``).
@@ -109,6 +120,10 @@ class Reader:
             (attention to the context against the response so far, layers ``0 ..`` the deepest
             site; see :mod:`scope_guard.reader.lookback`). Switches the model to the eager
             attention path, the only one that computes the weights.
+        surprisal: Also compute each response token's surprisal and the entropy of its
+            next-token distribution (:mod:`scope_guard.reader.surprisal`). The pass then runs
+            every layer and the final norm, and the LM head at the response positions only;
+            ``model`` must be the whole causal LM (every layer, ``get_output_embeddings``).
     """
 
     def __init__(
@@ -124,6 +139,7 @@ class Reader:
         is_stand_in: bool = False,
         batch_size: int = 8,
         lookback: bool = False,
+        surprisal: bool = False,
     ) -> None:
         if not sites:
             msg = "a reader needs at least one site, e.g. sites=['resid_post@20']"
@@ -144,6 +160,16 @@ class Reader:
         self.name = name or type(model).__name__
         self.source: str | None = None  # what from_pretrained was given, to load it again
         self.n_layers = n_layers if n_layers is not None else len(self.layers)
+        self.surprisal = bool(surprisal)
+        self.lm_head: LMHead | None = None
+        if self.surprisal:
+            if len(self.layers) != self.n_layers:
+                msg = (
+                    f"surprisal needs every layer of the model; {len(self.layers)} of "
+                    f"{self.n_layers} are loaded"
+                )
+                raise ConfigError(msg)
+            self.lm_head = LMHead.of(model)
         self.is_stand_in = is_stand_in
         self.quantization: str | None = None  # set by from_pretrained for a GGUF source
         self.batch_size = batch_size
@@ -166,11 +192,13 @@ class Reader:
         use_chat_template: bool | None = None,
         batch_size: int = 8,
         lookback: bool = False,
+        surprisal: bool = False,
     ) -> Reader:
         """Load a reader from a local folder, a hub id (through the HF cache), a GGUF file (or a
         folder holding one), or a built-in name (``"gemma-3-270m"``).
 
-        Only the layers up to the deepest site are loaded. ``HF_HUB_OFFLINE=1`` (or
+        Only the layers up to the deepest site are loaded (every layer, the final norm and the
+        LM head with ``surprisal=True``). ``HF_HUB_OFFLINE=1`` (or
         ``local_files_only=True``) restricts hub ids to what the cache already holds. A GGUF is
         dequantized once into ``dtype`` and cached as a Hugging Face folder keyed by its sha256
         (see :mod:`scope_guard.reader.gguf`); its quantization is part of the reader's name.
@@ -199,10 +227,11 @@ class Reader:
             deepest_layer=max(s.layer for s in parsed),
             dtype=torch_dtype,
             device=torch_device,
+            whole=surprisal,
         )
         is_stand_in = (folder / "STAND_IN.txt").is_file()
         reader = cls(
-            loaded.decoder,
+            loaded.causal_lm if loaded.causal_lm is not None else loaded.decoder,
             loaded.tokenizer,
             parsed,
             max_tokens=max_tokens,
@@ -212,6 +241,7 @@ class Reader:
             is_stand_in=is_stand_in,
             batch_size=batch_size,
             lookback=lookback,
+            surprisal=surprisal,
         )
         reader.config = loaded.config
         reader.source = str(model)
@@ -276,6 +306,7 @@ class Reader:
             is_stand_in=self.is_stand_in,
             quantization=self.quantization,
             lookback=self.lookback,
+            surprisal=self.surprisal,
         )
 
     @functools.cached_property
@@ -301,8 +332,25 @@ class Reader:
 
     @property
     def fingerprint(self) -> str:
-        """:meth:`fingerprint_upto` the reader's deepest site."""
+        """:meth:`fingerprint_upto` the reader's deepest site; :attr:`surprisal_fingerprint`
+        for a reader that computes surprisal (its readings depend on every weight)."""
+        if self.surprisal:
+            return self.surprisal_fingerprint
         return self.fingerprint_upto(max(s.layer for s in self.sites))
+
+    @functools.cached_property
+    def surprisal_fingerprint(self) -> str:
+        """A short hash of what surprisal depends on: every layer (:meth:`fingerprint_upto` the
+        last), the final norm, the LM head and the logit soft-cap.
+
+        Raises:
+            ConfigError: the reader was not made with ``surprisal=True``.
+        """
+        if self.lm_head is None:
+            msg = "this reader computes no surprisal: make it with surprisal=True"
+            raise ConfigError(msg)
+        norm = cast(nn.Module, cast(Any, self.decoder).norm)
+        return self._digests.whole(norm, self.lm_head.weight, self.lm_head.softcap)
 
     @functools.cached_property
     def tokenizer_fingerprint(self) -> str:
@@ -393,17 +441,26 @@ class Reader:
         row_t = torch.tensor(rows, device=device)
         col_t = torch.tensor(cols, device=device)
         deepest = max(site.layer for site in self.sites)
+        ids = ids.to(device)
+        scores: TokenSurprisal | None = None
         with contextlib.ExitStack() as stack:
             stack.enter_context(self._lock)
             stack.enter_context(torch.inference_mode())
-            captured = stack.enter_context(capture_sites(self.layers, self.sites, row_t, col_t))
+            captured = stack.enter_context(
+                capture_sites(self.layers, self.sites, row_t, col_t, stop=self.lm_head is None)
+            )
             ratios: dict[int, torch.Tensor] = {}
             if self.lookback:
                 start_t = torch.tensor(starts, device=device)
                 ratios = stack.enter_context(
                     capture_lookback(self.layers, deepest, row_t, col_t, start_t)
                 )
-            run_until_stopped(self.decoder, input_ids=ids.to(device), use_cache=False)
+            final: dict[str, torch.Tensor] = {}
+            if self.lm_head is not None:  # position p - 1 predicts the token at p
+                final = stack.enter_context(capture_final_norm(self.decoder, row_t, col_t - 1))
+            run_until_stopped(self.decoder, input_ids=ids, use_cache=False)
+            if self.lm_head is not None:
+                scores = token_surprisal(final["hidden"], ids[row_t, col_t], self.lm_head)
         counts = [e.n_response_tokens for e in batch]
         out: list[dict[Site | str, torch.Tensor]] = [{} for _ in batch]
         for site in self.sites:
@@ -413,6 +470,10 @@ class Reader:
             stacked = torch.stack([ratios[layer] for layer in range(deepest + 1)], dim=1)
             for b, part in enumerate(torch.split(stacked.cpu(), counts)):
                 out[b][_LOOKBACK_KEY] = part
+        if scores is not None:
+            pairs = torch.stack([scores.surprisal, scores.entropy], dim=1)
+            for b, part in enumerate(torch.split(pairs, counts)):
+                out[b][_SURPRISAL_KEY] = part
         return out
 
     def _reading(
@@ -420,6 +481,8 @@ class Reader:
     ) -> Reading:
         response = replace_surrogates(item[1])  # as the encoder read it (same offsets)
         lookback = acts.get(_LOOKBACK_KEY)
+        pairs = acts.get(_SURPRISAL_KEY)
+        surprisal = TokenSurprisal(pairs[:, 0], pairs[:, 1]) if pairs is not None else None
         if not acts:  # empty response: nothing to read
             acts = {
                 s: torch.empty((0, self.site_dim(s)), dtype=self.dtype, device=self.device)
@@ -427,9 +490,12 @@ class Reader:
             }
             if self.lookback:
                 lookback = torch.empty((0, *self.lookback_shape))
+            if self.surprisal:
+                surprisal = TokenSurprisal.empty()
         return Reading(
             activations={s: a for s, a in acts.items() if isinstance(s, Site)},
             lookback=lookback,
+            surprisal=surprisal,
             token_ids=enc.input_ids[enc.response_start :],
             tokens=tuple(response[a:b] for a, b in enc.response_offsets),
             offsets=enc.response_offsets,

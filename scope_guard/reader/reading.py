@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from scope_guard.errors import ConfigError
+from scope_guard.reader.surprisal import TokenSurprisal
 from scope_guard.sites import Site
 
 __all__ = ["Reading"]
@@ -37,6 +38,9 @@ class Reading:
         lookback: ``(n_tokens, layers, heads)`` float32 lookback ratios (attention to the
             context against the response so far; :mod:`scope_guard.reader.lookback`), or
             ``None`` when the reader was not asked for them.
+        surprisal: Per token, the reader's surprisal ``-log p(token | prefix)`` and the entropy
+            of its next-token distribution, in nats (:mod:`scope_guard.reader.surprisal`), or
+            ``None`` when the reader was not asked for them.
     """
 
     activations: Mapping[Site, torch.Tensor]
@@ -51,6 +55,7 @@ class Reading:
     reader: str
     is_stand_in: bool
     lookback: torch.Tensor | None = None
+    surprisal: TokenSurprisal | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -81,3 +86,14 @@ class Reading:
             msg = "this reading has no lookback ratios: read with Reader(..., lookback=True)"
             raise ConfigError(msg)
         return self.lookback
+
+    def token_surprisal(self) -> TokenSurprisal:
+        """Each token's surprisal and entropy, ``(n_tokens,)`` each.
+
+        Raises:
+            ConfigError: the reader did not compute them (``surprisal=False``).
+        """
+        if self.surprisal is None:
+            msg = "this reading has no surprisal: read with Reader(..., surprisal=True)"
+            raise ConfigError(msg)
+        return self.surprisal
