@@ -8,6 +8,8 @@ Layout::
                            hash, package versions, creation time, and the sha256 of every file
       tensors.safetensors  probe coefficients and, per SAE block, the SAE narrowed to the
                            detector's latents (so scoring needs the reader, not the full SAE)
+      explanations.json    when the SAEs were self-trained: each kept latent's top-activating
+                           contexts (:mod:`detectors.latent_explanations`); optional
 
 No pickle anywhere. Loading verifies every file hash and the schema, and refuses with an
 :class:`~scope_guard.errors.ArtifactError` that says what differs: an altered file, another
@@ -26,7 +28,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,10 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import ValidationError
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
+from detectors.bundle_files import parse_tensors, verified_files
 from detectors.bundle_manifest import (
     SCHEMA_VERSION,
     BundleManifest,
@@ -50,19 +50,20 @@ from detectors.bundle_manifest import (
     sha256_file,
 )
 from detectors.feature_blocks import BlockKind
+from detectors.latent_explanations import (
+    EXPLANATIONS_FILE,
+    MAX_EXPLANATIONS_BYTES,
+    LatentExplanations,
+    explanations_json,
+    parse_explanations,
+)
 from detectors.probe import ProbeDetector
 from scope_guard.errors import ArtifactError, ConfigError, InputError
 from scope_guard.hub import offline_mode
 from scope_guard.risks import Risk
 from scope_guard.sae.formats import check_float_tensor
 from scope_guard.sae.jumprelu import JumpReLUSAE, SAEInfo
-from scope_guard.safe_files import (
-    check_relative_name,
-    confined_file,
-    confinement_root,
-    read_bounded,
-    read_json_object,
-)
+from scope_guard.safe_files import confinement_root, read_json_object
 from scope_guard.sites import Site
 
 if TYPE_CHECKING:
@@ -77,48 +78,10 @@ TENSORS = "tensors.safetensors"
 MAX_TENSOR_BYTES = 2 * 1024**3
 """Largest tensor file loaded: narrowed SAEs and coefficients, far below this in practice."""
 PROMPT_MODES = ("rendered", "observed")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _tensor_key(detector: str, *parts: str) -> str:
     return ".".join((detector, *parts))
-
-
-def _verified_tensors(
-    folder: Path, root: Path, manifest: BundleManifest, manifest_path: Path
-) -> dict[str, torch.Tensor]:
-    """Check every listed file (name, confinement, type, hash); return the bundle's tensors.
-
-    The tensor file is read once into memory, hashed and parsed from the same bytes, so what
-    was verified is what is used. Error messages name the file and the expected hash, never
-    the actual one (that would reveal a hash of whatever the name pointed to).
-    """
-    if TENSORS not in manifest.files:
-        msg = f"bundle manifest {manifest_path} does not list {TENSORS}"
-        raise ArtifactError(msg)
-    tensor_bytes = b""
-    for name, expected in manifest.files.items():
-        check_relative_name(name, where=manifest_path)
-        if not _SHA256.fullmatch(expected):
-            msg = f"{manifest_path}: the sha256 of {name!r} is not 64 hex digits"
-            raise ArtifactError(msg)
-        real = confined_file(folder / name, root=root, what="bundle file")
-        if name == TENSORS:
-            tensor_bytes = read_bounded(real, max_bytes=MAX_TENSOR_BYTES, what="bundle file")
-            actual = hashlib.sha256(tensor_bytes).hexdigest()
-        else:
-            actual = sha256_file(real)
-        if actual != expected:
-            msg = (
-                f"bundle file {folder / name} was altered: its sha256 is not the "
-                f"{expected[:12]}... the manifest says"
-            )
-            raise ArtifactError(msg)
-    try:
-        return load_safetensors(tensor_bytes)
-    except (SafetensorError, ValueError, OSError) as exc:
-        msg = f"bundle file {folder / TENSORS} is not a valid safetensors file: {exc}"
-        raise ArtifactError(msg) from exc
 
 
 class DetectorBundle:
@@ -230,6 +193,13 @@ class DetectorBundle:
                 )
             )
         save_file(tensors, str(folder / TENSORS), metadata={"format": "scope-guard-bundle"})
+        files = {TENSORS: sha256_file(folder / TENSORS)}
+        explained = explanations_json({d.name: d.explanations for d in self.detectors.values()})
+        if explained is not None:
+            (folder / EXPLANATIONS_FILE).write_bytes(explained)
+            files[EXPLANATIONS_FILE] = hashlib.sha256(explained).hexdigest()
+        else:  # a previous bundle's file, which this manifest would not list
+            (folder / EXPLANATIONS_FILE).unlink(missing_ok=True)
         manifest = BundleManifest(
             created=self.created,
             versions=self.versions,
@@ -237,7 +207,7 @@ class DetectorBundle:
             saes=self.saes,
             detectors=specs,
             training=self.training,
-            files={TENSORS: sha256_file(folder / TENSORS)},
+            files=files,
         )
         data = manifest.model_dump(mode="json")
         data["manifest_sha256"] = manifest_digest(data)
@@ -283,7 +253,13 @@ class DetectorBundle:
                 f"schema {SCHEMA_VERSION}"
             )
             raise ArtifactError(msg)
-        tensors = _verified_tensors(folder, root, manifest, manifest_path)
+        if TENSORS not in manifest.files:
+            msg = f"bundle manifest {manifest_path} does not list {TENSORS}"
+            raise ArtifactError(msg)
+        used = {TENSORS: MAX_TENSOR_BYTES, EXPLANATIONS_FILE: MAX_EXPLANATIONS_BYTES}
+        contents = verified_files(folder, root, manifest, manifest_path, used=used)
+        tensors = parse_tensors(contents[TENSORS], where=folder / TENSORS)
+        explanations = cls._explanations(contents, manifest, folder)
         prompt_mode = manifest.training.get("prompt_mode", "rendered")
         if prompt_mode not in PROMPT_MODES:
             msg = (
@@ -293,7 +269,10 @@ class DetectorBundle:
             raise ArtifactError(msg)
         try:
             bundle = cls(
-                (cls._detector(spec, tensors, manifest, folder) for spec in manifest.detectors),
+                (
+                    cls._detector(spec, tensors, manifest, folder, explanations.get(spec.name, {}))
+                    for spec in manifest.detectors
+                ),
                 reader=manifest.reader,
                 saes=manifest.saes,
                 training=manifest.training,
@@ -308,11 +287,27 @@ class DetectorBundle:
         return bundle
 
     @staticmethod
+    def _explanations(
+        contents: Mapping[str, bytes], manifest: BundleManifest, folder: Path
+    ) -> dict[str, LatentExplanations]:
+        """The bundle's latent explanations, per detector (``{}`` when it has none)."""
+        if EXPLANATIONS_FILE not in contents:
+            return {}
+        where = folder / EXPLANATIONS_FILE
+        explanations = parse_explanations(contents[EXPLANATIONS_FILE], where=str(where))
+        unknown = sorted(set(explanations) - {d.name for d in manifest.detectors})
+        if unknown:
+            msg = f"bundle file {where} explains detectors the bundle lacks: {unknown[:5]}"
+            raise ArtifactError(msg)
+        return dict(explanations)
+
+    @staticmethod
     def _detector(
         spec: DetectorSpec,
         tensors: Mapping[str, torch.Tensor],
         manifest: BundleManifest,
         folder: Path,
+        explanations: LatentExplanations,
     ) -> ProbeDetector:
         manifest_path, tensor_path = folder / MANIFEST, folder / TENSORS
 
@@ -378,6 +373,7 @@ class DetectorBundle:
             threshold=spec.threshold,
             saes=saes,
             neuronpedia_ids=neuronpedia,
+            explanations=explanations,
             info=info,
         )
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from detectors.calibration_map import CalibrationMap
 from detectors.feature_blocks import BlockKind, FeatureBlock, assemble, layout_width
+from detectors.latent_explanations import LatentExplanations, check_explanations
+from detectors.risk_spans import RiskSpan, risky_spans, token_spans
 from scope_guard.errors import ArtifactError, ConfigError
 from scope_guard.risks import Risk
 from scope_guard.sites import Site
@@ -24,7 +26,11 @@ if TYPE_CHECKING:
     from scope_guard.reader import Reading
     from scope_guard.sae import JumpReLUSAE
 
-__all__ = ["LatentContribution", "ProbeDetector", "ProbeScore"]
+__all__ = ["TOKEN_PROBE_THRESHOLD", "LatentContribution", "ProbeDetector", "ProbeScore"]
+
+TOKEN_PROBE_THRESHOLD = 0.5
+"""Where a token probe's per-token probability marks a token risky: the probe is fitted with
+balanced class weights, so 0.5 is its decision point (its ``frac_above_half`` aggregate too)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,8 @@ class LatentContribution:
         value: The feature's value for this response.
         contribution: ``weight * value`` (positive pushes towards the risk).
         url: Neuronpedia page of the latent, when the SAE has one.
+        contexts: The latent's top-activating contexts in the SAE's training corpus,
+            ``before [[token]] after``, strongest first (self-trained SAEs; empty otherwise).
     """
 
     name: str
@@ -48,6 +56,7 @@ class LatentContribution:
     value: float
     contribution: float
     url: str | None = None
+    contexts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,9 +71,21 @@ class ProbeScore:
         threshold: The detector's decision threshold on ``probability``.
         flagged: ``probability >= threshold``.
         top_contributions: Largest positive contributions to the logit, biggest first.
-        token_risk: Per response token, the calibrated probability of the token's own features
-            standing for the whole response (for span highlighting); ``None`` when the layout
-            has no per-token features (grounding only).
+        token_risk: Per response token, its risk in [0, 1]; ``None`` when not asked for or
+            when the layout has no per-token features (grounding only). See
+            ``token_risk_source``.
+        token_risk_source: ``"token_probe"``: the detector has ``tokens`` blocks, and the risk
+            is their token probes' probability that the token lies in a labeled span (the mean
+            over the blocks when there are several), the quantity those probes were trained
+            on. ``"detector"``: the detector's calibrated probability with the token's own
+            features standing for every pooled part (mean = max = the token) and
+            response-level features (grounding) as they are; a proxy, since the probe was
+            fitted on pooled rows.
+        token_spans: ``token_risk`` as ``(start, end, risk)`` character spans of the response
+            the reader read (``response[start:end]`` is the token); zero-width tokens left out.
+        risky_spans: Runs of tokens with risk ``>= span_threshold``, merged.
+        span_threshold: :data:`TOKEN_PROBE_THRESHOLD` for token-probe risk, else the
+            detector's own threshold.
     """
 
     detector: str
@@ -75,6 +96,10 @@ class ProbeScore:
     flagged: bool
     top_contributions: tuple[LatentContribution, ...] = ()
     token_risk: tuple[float, ...] | None = None
+    token_risk_source: Literal["token_probe", "detector"] | None = None
+    token_spans: tuple[RiskSpan, ...] | None = None
+    risky_spans: tuple[RiskSpan, ...] = ()
+    span_threshold: float | None = None
 
 
 @dataclass
@@ -91,6 +116,8 @@ class ProbeDetector:
         threshold: Decision threshold on the calibrated probability (above 1: never flags).
         saes: Per SAE-block site, the SAE narrowed to the block's latents.
         neuronpedia_ids: Per site, the SAE's Neuronpedia id (for latent links).
+        explanations: Per SAE-block site, per kept latent, its top-activating contexts
+            (:mod:`detectors.latent_explanations`); empty for registry SAEs.
         info: Free metadata from the bundle (metrics, threshold rule, training summary).
     """
 
@@ -103,6 +130,7 @@ class ProbeDetector:
     threshold: float
     saes: Mapping[Site, JumpReLUSAE] = field(default_factory=dict)
     neuronpedia_ids: Mapping[str, str | None] = field(default_factory=dict)
+    explanations: LatentExplanations = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -130,6 +158,11 @@ class ProbeDetector:
             if block.kind is BlockKind.SAE and block.parsed_site not in self.saes:
                 msg = f"detector {self.name!r} has no SAE for its block at {block.site}"
                 raise ArtifactError(msg)
+        self.explanations = {
+            str(site): {int(k): tuple(v) for k, v in latents.items()}
+            for site, latents in self.explanations.items()
+        }
+        check_explanations(self.name, self.explanations, self.blocks)
 
     @property
     def sites(self) -> tuple[Site, ...]:
@@ -169,16 +202,21 @@ class ProbeDetector:
         top_k: int = 10,
         per_token: bool = True,
     ) -> ProbeScore:
-        """Score one response from its reading and/or grounding result."""
+        """Score one response from its reading and/or grounding result.
+
+        With ``per_token`` (and a reading), also the per-token risk and its spans (see
+        :class:`ProbeScore`).
+        """
         x = assemble(self.blocks, reading=reading, saes=self.saes, grounding=grounding)[0]
         logit = float(x @ self.coef + self.intercept)
         probability = float(self.calibration.apply(np.array([logit]))[0])
-        token_risk = None
+        token_risk, source, spans, span_threshold = None, None, None, None
+        risky: tuple[RiskSpan, ...] = ()
         if per_token and self.needs_reader and reading is not None:
-            rows = assemble(
-                self.blocks, reading=reading, saes=self.saes, grounding=grounding, per_token=True
-            )
-            token_risk = tuple(float(p) for p in self.predict_proba(rows))
+            source, token_risk = self._token_risk(reading, grounding)
+            span_threshold = TOKEN_PROBE_THRESHOLD if source == "token_probe" else self.threshold
+            spans = token_spans(reading.offsets, token_risk)
+            risky = risky_spans(spans, span_threshold)
         return ProbeScore(
             detector=self.name,
             risk=self.risk,
@@ -188,7 +226,33 @@ class ProbeDetector:
             flagged=probability >= self.threshold,
             top_contributions=self._top(x, top_k),
             token_risk=token_risk,
+            token_risk_source=source,
+            token_spans=spans,
+            risky_spans=risky,
+            span_threshold=span_threshold,
         )
+
+    def _token_risk(
+        self, reading: Reading, grounding: GroundingResult | None
+    ) -> tuple[Literal["token_probe", "detector"], tuple[float, ...]]:
+        """Per-token risk: the token probes' own probability when there are any, else the
+        detector's probability of per-token rows (see :class:`ProbeScore`)."""
+        token_blocks = [b for b in self.blocks if b.kind is BlockKind.TOKENS]
+        if token_blocks:
+            scores = np.mean(
+                [
+                    b.token_probe.token_scores(
+                        reading.activation(b.parsed_site).float().cpu().numpy()
+                    )
+                    for b in token_blocks
+                ],
+                axis=0,
+            )
+            return "token_probe", tuple(float(p) for p in scores.reshape(-1))
+        rows = assemble(
+            self.blocks, reading=reading, saes=self.saes, grounding=grounding, per_token=True
+        )
+        return "detector", tuple(float(p) for p in self.predict_proba(rows))
 
     def _top(self, x: np.ndarray, k: int) -> tuple[LatentContribution, ...]:
         contributions = x * self.coef
@@ -201,10 +265,12 @@ class ProbeDetector:
             block = self.blocks[b]
             latent = None
             url = None
+            contexts: tuple[str, ...] = ()
             if block.kind is BlockKind.SAE:
                 latent = block.latent_ids[(i - offsets[b]) % len(block.latent_ids)]
                 npid = self.neuronpedia_ids.get(str(block.site))
                 url = f"https://www.neuronpedia.org/{npid}/{latent}" if npid else None
+                contexts = self.explanations.get(str(block.site), {}).get(latent, ())
             out.append(
                 LatentContribution(
                     name=names[i],
@@ -214,6 +280,7 @@ class ProbeDetector:
                     value=float(x[i]),
                     contribution=float(contributions[i]),
                     url=url,
+                    contexts=contexts,
                 )
             )
         return tuple(out)

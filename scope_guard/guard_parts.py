@@ -21,6 +21,7 @@ from scope_guard.types import (
     GroundingSummary,
     LatentNote,
     RiskReport,
+    RiskSpan,
 )
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ def grounding_summary(result: GroundingResult | None) -> GroundingSummary | None
 
 
 def _detector_score(score: ProbeScore) -> DetectorScore:
+    spans = score.token_spans
     return DetectorScore(
         detector=score.detector,
         risk=str(score.risk),
@@ -85,10 +87,20 @@ def _detector_score(score: ProbeScore) -> DetectorScore:
         threshold=score.threshold,
         flagged=score.flagged,
         top_latents=[
-            LatentNote(name=c.name, latent=c.latent, contribution=c.contribution, url=c.url)
+            LatentNote(
+                name=c.name,
+                latent=c.latent,
+                contribution=c.contribution,
+                url=c.url,
+                contexts=list(c.contexts),
+            )
             for c in score.top_contributions
         ],
         token_risk=list(score.token_risk) if score.token_risk is not None else None,
+        token_risk_source=score.token_risk_source,
+        token_spans=[RiskSpan(**s._asdict()) for s in spans] if spans is not None else None,
+        risky_spans=[RiskSpan(**s._asdict()) for s in score.risky_spans],
+        span_threshold=score.span_threshold,
     )
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "LatentNote",
     "Outcome",
     "RiskReport",
+    "RiskSpan",
 ]
 
 
@@ -129,17 +130,62 @@ class GroundingSummary(BaseModel):
 
 
 class LatentNote(BaseModel):
-    """One feature's contribution to a probe's score."""
+    """One feature's contribution to a probe's score, and what explains it.
+
+    Attributes:
+        name: The feature's column (``"resid_post@20/max/1234"``, ``"grounding/min_support"``).
+        latent: The SAE latent id, for SAE features.
+        contribution: Its share of the probe's logit (positive pushes towards the risk).
+        url: The latent's Neuronpedia page (registry SAEs).
+        contexts: The latent's top-activating contexts in the SAE's training corpus,
+            ``before [[token]] after``, strongest first (self-trained SAEs, whose bundle
+            carries them).
+    """
 
     model_config = ConfigDict(frozen=True)
     name: str
     latent: int | None = None
     contribution: float
     url: str | None = None
+    contexts: list[str] = Field(default_factory=list)
+
+
+class RiskSpan(BaseModel):
+    """Characters ``start:end`` of the assessed response and their risk in [0, 1].
+
+    Offsets index the response as the guard read it: the caller's text up to the guard's
+    response limit (see ``RiskReport.truncated``), lone surrogates replaced one for one, so
+    ``response[start:end]`` of the caller's own string is the highlighted text. Tokens that
+    split one character (byte-fallback tokens of an emoji) share its offsets.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    risk: float
 
 
 class DetectorScore(BaseModel):
-    """One detector's calibrated score."""
+    """One detector's calibrated score.
+
+    Attributes:
+        detector: The detector's name.
+        risk: The risk it scores.
+        probability: Calibrated probability of the risk.
+        threshold: Its decision threshold on ``probability``.
+        flagged: ``probability >= threshold``.
+        calibrated: False for the uncalibrated grounding heuristic.
+        top_latents: The features that pushed the score up most, biggest first.
+        token_risk: Per response token, its risk (``None`` unless the guard computes per-token
+            risk and the detector reads the reader); see ``token_risk_source``.
+        token_risk_source: ``"token_probe"``: the detector's token probes' probability that a
+            token lies in a risky span; ``"detector"``: the detector's probability with the
+            token standing for the whole response (a proxy).
+        token_spans: ``token_risk`` as character spans of the response, for highlighting.
+        risky_spans: Runs of tokens with risk ``>= span_threshold``, merged (risk: the run's
+            riskiest token).
+        span_threshold: 0.5 for token-probe risk, else the detector's threshold.
+    """
 
     model_config = ConfigDict(frozen=True)
     detector: str
@@ -150,6 +196,10 @@ class DetectorScore(BaseModel):
     calibrated: bool = True
     top_latents: list[LatentNote] = Field(default_factory=list)
     token_risk: list[float] | None = None
+    token_risk_source: str | None = None
+    token_spans: list[RiskSpan] | None = None
+    risky_spans: list[RiskSpan] = Field(default_factory=list)
+    span_threshold: float | None = None
 
 
 class Decision(BaseModel):

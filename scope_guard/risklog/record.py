@@ -1,11 +1,13 @@
 """One risk-log record per request and attempt, and the protocol every sink implements.
 
 What a record holds without ``log_text=True``: ids, times, versions, scores, the decision,
-per detector its score and top latents (feature names, no text), per flagged claim its span
+per detector its score and top latents (feature names, no text: never the latents' contexts,
+which the bundle holds, nor the per-token risk), per flagged claim its span
 (character offsets into the response), support and keyed hashes of its text and of its
 unsupported names and numbers, input lengths cut for scoring, and ``meta`` as the caller gave
-it. The question, prompt, response, contexts, claim texts and unsupported terms are kept only
-with ``log_text=True``; a guard failure's message has quoted or input-derived parts redacted.
+it. The question, prompt, response, contexts, claim texts, unsupported terms and each
+detector's risky spans (offsets that locate text) are kept only with ``log_text=True``; a
+guard failure's message has quoted or input-derived parts redacted.
 Hashes are keyed (HMAC-SHA256, see :mod:`scope_guard.risklog.keys`).
 
 Every value is storable: lone surrogates are escaped and values JSON cannot hold are written
@@ -21,9 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scope_guard.risklog.keys import LogKey, process_key
 from scope_guard.risklog.redact import redact_message
 from scope_guard.risklog.storable import escape_strings, storable
-from scope_guard.types import Exchange, FlaggedClaim, RiskReport
+from scope_guard.types import DetectorScore, Exchange, FlaggedClaim, RiskReport
 
-__all__ = ["RiskLogSink", "RiskRecord", "claim_entry", "text_hash"]
+__all__ = ["RiskLogSink", "RiskRecord", "claim_entry", "detector_entry", "text_hash"]
 
 #: Fields of free shape: stored through :func:`storable` (anything becomes JSON).
 _FREE_FIELDS = ("meta", "detectors", "flagged_claims")
@@ -37,6 +39,19 @@ def text_hash(text: str | None, key: LogKey | None = None) -> str | None:
         key: The log's key; None: this process's random key (joins within the process only).
     """
     return (key or process_key()).hash(text)
+
+
+def detector_entry(score: DetectorScore, *, log_text: bool) -> dict[str, Any]:
+    """A detector's score as a record stores it (see the module docstring for what is left
+    out): per-token risk and spans never, risky spans only with ``log_text``."""
+    exclude: dict[str, Any] = {
+        "token_risk": True,
+        "token_spans": True,
+        "top_latents": {"__all__": {"contexts"}},
+    }
+    if not log_text:
+        exclude["risky_spans"] = True
+    return score.model_dump(mode="json", exclude=exclude)
 
 
 def claim_entry(claim: FlaggedClaim, key: LogKey, *, log_text: bool) -> dict[str, Any]:
@@ -141,7 +156,7 @@ class RiskRecord(BaseModel):
             action=report.decision.action.value,
             reasons=list(report.decision.reasons),
             scores=dict(report.scores),
-            detectors=[d.model_dump(mode="json", exclude={"token_risk"}) for d in report.detectors],
+            detectors=[detector_entry(d, log_text=log_text) for d in report.detectors],
             flagged_claims=[claim_entry(c, key, log_text=log_text) for c in report.flagged_claims],
             timings_ms=dict(report.timings_ms),
             versions=dict(report.versions),
