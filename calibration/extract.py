@@ -21,10 +21,10 @@ from tqdm.auto import tqdm
 from calibration.data import LabeledDataset, prompt_of
 from calibration.feature_cache import FeatureCache, text_key
 from detectors.bundle_manifest import sae_fingerprint
-from detectors.feature_blocks import BlockKind, FeatureBlock
+from detectors.feature_blocks import BlockKind, FeatureBlock, surprisal_block_rows
 from scope_guard.errors import ArtifactError, ConfigError
 from scope_guard.features import Pooling, encode_reading, pool_codes
-from scope_guard.sites import Site
+from scope_guard.sites import Site, SiteKind
 
 if TYPE_CHECKING:
     from detectors.grounding import GroundingDetector
@@ -67,6 +67,8 @@ class ExtractedFeatures:
             tokens (with :attr:`tokens`), to map labeled spans to tokens.
         token_aggregates: Per site, ``(n, len(AGGREGATES))`` cross-fitted aggregates of a
             token probe, set by calibration (a ``tokens`` block's columns).
+        token_surprisal: Each example's ``(n_tokens_i, 2)`` float32 per-token surprisal and
+            entropy (nats), when the reader computed them; a ``surprisal`` block pools them.
         n_computed: Examples computed in this call (the rest came from the cache).
     """
 
@@ -84,6 +86,7 @@ class ExtractedFeatures:
     tokens: dict[Site, list[np.ndarray]] = field(default_factory=dict)
     token_offsets: list[np.ndarray] | None = None
     token_aggregates: dict[Site, np.ndarray] = field(default_factory=dict)
+    token_surprisal: list[np.ndarray] | None = None
     n_computed: int = 0
 
     def matrix(self, blocks: Sequence[FeatureBlock]) -> Any:
@@ -95,6 +98,9 @@ class ExtractedFeatures:
                     msg = "the extracted grounding features do not match the layout"
                     raise ConfigError(msg)
                 parts.append(self.grounding)
+                continue
+            if block.kind is BlockKind.SURPRISAL:
+                parts.append(self.surprisal_matrix(block))
                 continue
             site = block.parsed_site
             if block.kind is BlockKind.LOOKBACK:
@@ -134,6 +140,17 @@ class ExtractedFeatures:
             return sp.hstack([sp.csr_matrix(p) for p in parts], format="csr")
         return np.hstack(parts) if parts else np.zeros((self.n, 0))
 
+    def surprisal_matrix(self, block: FeatureBlock) -> np.ndarray:
+        """A ``surprisal`` block's ``(n, width)`` columns, pooled from the per-token values."""
+        if self.token_surprisal is None:
+            msg = "no surprisal extracted (extract with surprisal=True)"
+            raise ConfigError(msg)
+        rows = [
+            surprisal_block_rows(block, t[:, 0], t[:, 1], per_token_rows=False)
+            for t in self.token_surprisal
+        ]
+        return np.vstack(rows) if rows else np.zeros((0, block.width))
+
 
 def _reader_namespace(reader: Reader, site: Site) -> dict[str, Any]:
     """Everything about the reader that changes a site's activations."""
@@ -165,7 +182,10 @@ def _raw_namespace(reader: Reader, site: Site, pooling: Pooling) -> dict[str, An
 
 def _stream_namespace(reader: Reader, kind: str, site: Site) -> dict[str, Any]:
     # "lookback" streams use the deepest site's layer: ratios of layers 0..L depend on those.
-    return {"kind": kind, **_reader_namespace(reader, site)}
+    namespace = {"kind": kind, **_reader_namespace(reader, site)}
+    if kind == "surprisal":  # every layer, the final norm, the LM head and its soft-cap
+        namespace["reader"] = reader.surprisal_fingerprint
+    return namespace
 
 
 class _MemoryCache(dict[str, dict[str, np.ndarray]]):
@@ -192,7 +212,8 @@ class ChunkItem(NamedTuple):
 ChunkRows = dict[tuple[str, Site], dict[str, dict[str, np.ndarray]]]
 """Per cache stream ``(kind, site)``, per example key, the arrays that stream stores for it.
 Kinds: ``"sae"`` and ``"raw"`` (pooled, per site), ``"tokens"`` (per-token activations and
-offsets, per site) and ``"lookback"`` (one stream; its site names the deepest layer read)."""
+offsets, per site), ``"lookback"`` (one stream; its site names the deepest layer read) and
+``"surprisal"`` (one stream of per-token surprisal and entropy; its site names the last layer)."""
 
 
 @dataclass(frozen=True)
@@ -207,6 +228,7 @@ class ReaderJob:
         batch_size: Reader batch size.
         token_sites: Sites whose per-token activations are kept (float32).
         lookback: Keep the lookback ratios (the reader must capture them).
+        surprisal: Keep each token's surprisal and entropy (the reader must compute them).
     """
 
     reader: Reader
@@ -216,11 +238,17 @@ class ReaderJob:
     batch_size: int
     token_sites: Sequence[Site] = ()
     lookback: bool = False
+    surprisal: bool = False
 
     @property
     def lookback_site(self) -> Site:
         """The stream key of the lookback ratios: the reader's deepest site."""
         return max(self.reader.sites, key=lambda s: s.layer)
+
+    @property
+    def surprisal_site(self) -> Site:
+        """The stream key of the surprisal: the model's last layer (all of them are read)."""
+        return Site(self.reader.n_layers - 1, SiteKind.RESID_POST)
 
 
 class ChunkRunner(Protocol):
@@ -247,6 +275,8 @@ def reader_chunk_rows(job: ReaderJob, chunk: Sequence[ChunkItem]) -> ChunkRows:
     rows.update({("tokens", s): {} for s in job.token_sites})
     if job.lookback:
         rows[("lookback", job.lookback_site)] = {}
+    if job.surprisal:
+        rows[("surprisal", job.surprisal_site)] = {}
     for item, reading in zip(chunk, readings, strict=True):
         offsets = np.asarray(reading.offsets, dtype=np.int32).reshape(-1, 2)
         for site in job.token_sites:
@@ -258,6 +288,10 @@ def reader_chunk_rows(job: ReaderJob, chunk: Sequence[ChunkItem]) -> ChunkRows:
             flat = ratios.reshape(ratios.shape[0], -1).numpy().astype(np.float32)
             mean = flat.mean(axis=0) if flat.shape[0] else np.zeros(flat.shape[1], np.float32)
             rows[("lookback", job.lookback_site)][item.key] = {"mean": mean, "tok": flat}
+        if job.surprisal:
+            values = reading.token_surprisal()
+            pairs = np.stack([values.surprisal.numpy(), values.entropy.numpy()], axis=1)
+            rows[("surprisal", job.surprisal_site)][item.key] = {"tok": pairs.astype(np.float32)}
         feats = encode_reading(reading, job.saes, job.pooling) if job.saes else None
         for site in job.saes:
             pooled = feats[site].pooled if feats is not None else None
@@ -292,6 +326,7 @@ def extract_features(
     runner: ChunkRunner | None = None,
     token_sites: Sequence[Site | str] = (),
     lookback: bool = False,
+    surprisal: bool = False,
 ) -> ExtractedFeatures:
     """Extract features for every example of ``dataset``.
 
@@ -311,20 +346,26 @@ def extract_features(
         token_sites: Sites whose per-token activations to keep, for token-level probes
             (``(n_tokens, d)`` float32 per example: 2.5 KB per token at d = 640).
         lookback: Keep the lookback ratios (needs a reader made with ``lookback=True``).
+        surprisal: Keep each response token's surprisal and entropy (needs a reader made with
+            ``surprisal=True``; 8 bytes per token), for ``surprisal`` blocks.
     """
     mode = Pooling.parse(pooling)
     sae_map = {Site.parse(k): v for k, v in (saes or {}).items()}
     raws = [Site.parse(s) for s in (raw_sites if raw_sites is not None else list(sae_map))]
     tokens = sorted({Site.parse(s) for s in token_sites})
-    if (sae_map or raws or tokens or lookback) and reader is None:
-        msg = "SAE, raw, per-token or lookback features need a reader"
+    needs_reader = bool(sae_map or raws or tokens or lookback or surprisal)
+    if needs_reader and reader is None:
+        msg = "SAE, raw, per-token, lookback or surprisal features need a reader"
         raise ConfigError(msg)
     if lookback and reader is not None and not reader.lookback:
         msg = "lookback features need a reader made with lookback=True"
         raise ConfigError(msg)
+    if surprisal and reader is not None and not reader.surprisal:
+        msg = "surprisal features need a reader made with surprisal=True"
+        raise ConfigError(msg)
     out = ExtractedFeatures(n=len(dataset), pooling=mode)
-    if reader is not None and (sae_map or raws or tokens or lookback):
-        job = ReaderJob(reader, sae_map, raws, mode, batch_size, tokens, lookback)
+    if reader is not None and needs_reader:
+        job = ReaderJob(reader, sae_map, raws, mode, batch_size, tokens, lookback, surprisal)
         out.n_computed = _extract_reader(dataset, job, cache_dir, chunk_size, progress, runner, out)
     if grounding is not None:
         out.n_computed += _extract_grounding(
@@ -357,6 +398,9 @@ def _extract_reader(
     if job.lookback:
         site = job.lookback_site
         caches[("lookback", site)] = _open(cache_dir, _stream_namespace(reader, "lookback", site))
+    if job.surprisal:
+        site = job.surprisal_site
+        caches[("surprisal", site)] = _open(cache_dir, _stream_namespace(reader, "surprisal", site))
     keys = [text_key(prompt_of(ex), ex.response) for ex in dataset]
     missing = {k for c in caches.values() for k in c.missing(keys)}
     items = {
@@ -396,6 +440,13 @@ def _extract_reader(
                 raise ArtifactError(msg)
             out.lookback_shape = shape
             out.token_lookback = [data[k]["tok"] for k in keys]
+            continue
+        if kind == "surprisal":
+            pairs = [data[k]["tok"] for k in keys]
+            if any(v.ndim != 2 or v.shape[1] != 2 for v in pairs):
+                msg = "cached surprisal is not (n_tokens, 2) per example: a damaged cache"
+                raise ArtifactError(msg)
+            out.token_surprisal = pairs
             continue
         sae = saes[site]
         width = sae.n_latents * len(pooling.parts)

@@ -1,10 +1,11 @@
-"""The reader-side blocks beyond pooled activations: lookback ratios and token-level probes.
+"""The reader-side blocks beyond pooled activations: lookback ratios, surprisal and token-level
+probes.
 
-``calibrate`` selects them like any block (``lookback=True``, ``token_sites=[...]``). A lookback
-block is a fixed function of the reading. A tokens block carries a probe fitted on labeled
-spans, so its columns depend on which rows trained it: :class:`TokenBlocks` fits the probe on
-the training rows only, gives those rows cross-fitted aggregates (inner grouped folds) and the
-scored rows the aggregates of the probe fitted on all training rows, once per fold.
+``calibrate`` selects them like any block (``lookback=True``, ``token_sites=[...]``). Lookback
+and surprisal blocks are fixed functions of the reading. A tokens block carries a probe fitted
+on labeled spans, so its columns depend on which rows trained it: :class:`TokenBlocks` fits the
+probe on the training rows only, gives those rows cross-fitted aggregates (inner grouped folds)
+and the scored rows the aggregates of the probe fitted on all training rows, once per fold.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from calibration.data import LabeledDataset
 from calibration.extract import ExtractedFeatures
 from calibration.token_probe import cross_fit_aggregates, token_labels
 from detectors.feature_blocks import BlockKind, FeatureBlock
+from detectors.feature_blocks import surprisal_block as make_surprisal_block
 from scope_guard.errors import ConfigError, InputError
 from scope_guard.risks import Risk
 from scope_guard.sites import Site, SiteKind
 
-__all__ = ["TokenBlocks", "lookback_block"]
+__all__ = ["TokenBlocks", "lookback_block", "surprisal_block"]
 
 
 def lookback_block(features: ExtractedFeatures) -> FeatureBlock:
@@ -33,6 +35,17 @@ def lookback_block(features: ExtractedFeatures) -> FeatureBlock:
     return FeatureBlock(
         kind=BlockKind.LOOKBACK, site=str(Site(layers - 1, SiteKind.RESID_POST)), heads=heads
     )
+
+
+def surprisal_block(
+    features: ExtractedFeatures, thresholds: Sequence[float] | None = None
+) -> FeatureBlock:
+    """The surprisal block over the extracted per-token surprisal (default thresholds:
+    :data:`detectors.surprisal_pooling.DEFAULT_THRESHOLDS`)."""
+    if features.token_surprisal is None:
+        msg = "no surprisal extracted (extract with surprisal=True)"
+        raise ConfigError(msg)
+    return make_surprisal_block(thresholds)
 
 
 class TokenBlocks:

@@ -10,7 +10,10 @@ A block is one source of features:
   block's site layer (``(layer + 1) * heads`` columns, layer-major; needs a reader made with
   ``lookback=True``, see :mod:`scope_guard.reader.lookback`);
 - ``tokens``: a token-level probe at one site (its fitted direction travels in the block), its
-  per-token risk aggregated over the response (:data:`detectors.token_scoring.AGGREGATES`).
+  per-token risk aggregated over the response (:data:`detectors.token_scoring.AGGREGATES`);
+- ``surprisal``: the reader's surprisal and entropy of each response token, pooled
+  (``4 + len(thresholds)`` columns, :mod:`detectors.surprisal_pooling`; no site: it needs a
+  reader made with ``surprisal=True``, which runs every layer and the LM head).
 
 The same layout is used to fit the probe (from cached, full-width features) and to score a live
 request (from a :class:`~scope_guard.reader.Reading` and a grounding result), so a detector's
@@ -26,6 +29,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from detectors.surprisal_pooling import (
+    DEFAULT_THRESHOLDS,
+    MAX_THRESHOLDS,
+    SURPRISAL_VERSION,
+    surprisal_column_names,
+    surprisal_columns,
+    surprisal_token_rows,
+)
 from detectors.token_scoring import AGGREGATES, TokenProbe, aggregate_scores
 from scope_guard.errors import ArtifactError, ConfigError
 from scope_guard.features import Pooling, feature_names, pool_codes
@@ -38,7 +49,15 @@ if TYPE_CHECKING:
     from scope_guard.reader import Reading
     from scope_guard.sae import JumpReLUSAE
 
-__all__ = ["BlockKind", "FeatureBlock", "assemble", "layout_names", "layout_width"]
+__all__ = [
+    "BlockKind",
+    "FeatureBlock",
+    "assemble",
+    "layout_names",
+    "layout_width",
+    "surprisal_block",
+    "surprisal_block_rows",
+]
 
 
 class BlockKind(StrEnum):
@@ -47,6 +66,7 @@ class BlockKind(StrEnum):
     GROUNDING = "grounding"
     LOOKBACK = "lookback"
     TOKENS = "tokens"
+    SURPRISAL = "surprisal"
 
 
 _SITED = (BlockKind.SAE, BlockKind.RAW, BlockKind.LOOKBACK, BlockKind.TOKENS)
@@ -62,12 +82,14 @@ class FeatureBlock(BaseModel):
         latent_ids: ``sae``: the original SAE latent ids, in column order.
         d: ``raw``: width of the site's activations.
         names: ``grounding``: the grounding feature names, in order.
-        version: ``grounding``: the grounding feature-set version.
+        version: ``grounding``: the grounding feature-set version; ``surprisal``: the
+            column definitions' version (:data:`detectors.surprisal_pooling.SURPRISAL_VERSION`).
         heads: ``lookback``: attention heads per layer.
         probe_weights: ``tokens``: the probe's coefficients on standardized activations.
         probe_mean: ``tokens``: per-dimension mean used to standardize.
         probe_scale: ``tokens``: per-dimension standard deviation used to standardize.
         probe_bias: ``tokens``: the probe's intercept.
+        thresholds: ``surprisal``: nats thresholds of its ``frac_above`` columns, increasing.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -84,6 +106,7 @@ class FeatureBlock(BaseModel):
     probe_mean: list[float] = []
     probe_scale: list[float] = []
     probe_bias: float = 0.0
+    thresholds: list[float] = []
 
     @model_validator(mode="after")
     def _check(self) -> FeatureBlock:
@@ -109,6 +132,8 @@ class FeatureBlock(BaseModel):
         if self.kind is BlockKind.LOOKBACK and (self.heads is None or self.heads <= 0):
             msg = f"a lookback block needs its heads per layer (an integer > 0), got {self.heads!r}"
             raise ConfigError(msg)
+        if self.kind is BlockKind.SURPRISAL:
+            self._check_surprisal()
         if self.kind is BlockKind.TOKENS:
             sizes = {len(self.probe_weights), len(self.probe_mean), len(self.probe_scale)}
             if len(sizes) != 1 or not self.probe_weights:
@@ -119,6 +144,27 @@ class FeatureBlock(BaseModel):
                 msg = "a tokens block's probe must be finite, with positive scales"
                 raise ConfigError(msg)
         return self
+
+    def _check_surprisal(self) -> None:
+        if self.site is not None:
+            msg = f"a surprisal block reads the whole model and has no site, got {self.site!r}"
+            raise ConfigError(msg)
+        if self.version != SURPRISAL_VERSION:
+            msg = (
+                f"a surprisal block of version {self.version!r}; this scope-guard computes "
+                f"version {SURPRISAL_VERSION} (recalibrate the detector)"
+            )
+            raise ConfigError(msg)
+        t = np.asarray(self.thresholds, dtype=np.float64)
+        if not 1 <= t.size <= MAX_THRESHOLDS:
+            msg = f"a surprisal block needs 1 to {MAX_THRESHOLDS} thresholds, got {t.size}"
+            raise ConfigError(msg)
+        if not np.all(np.isfinite(t)) or t.min() <= 0 or np.any(np.diff(t) <= 0):
+            msg = (
+                "a surprisal block's thresholds must be finite, positive nats in increasing "
+                f"order, got {self.thresholds[:MAX_THRESHOLDS]}"
+            )
+            raise ConfigError(msg)
 
     @property
     def token_probe(self) -> TokenProbe:
@@ -148,6 +194,8 @@ class FeatureBlock(BaseModel):
             return (self.parsed_site.layer + 1) * int(self.heads or 0)
         if self.kind is BlockKind.TOKENS:
             return len(AGGREGATES)
+        if self.kind is BlockKind.SURPRISAL:
+            return len(surprisal_column_names(self.thresholds))
         return len(self.names)
 
     def column_names(self) -> list[str]:
@@ -161,7 +209,17 @@ class FeatureBlock(BaseModel):
             return [f"lookback/L{la}/H{h}" for la in layers for h in range(self.heads or 0)]
         if self.kind is BlockKind.TOKENS:
             return [f"{self.site}/tokens/{a}" for a in AGGREGATES]
+        if self.kind is BlockKind.SURPRISAL:
+            return [f"surprisal/{n}" for n in surprisal_column_names(self.thresholds)]
         return [f"grounding/{n}" for n in self.names]
+
+
+def surprisal_block(thresholds: Sequence[float] | None = None) -> FeatureBlock:
+    """A ``surprisal`` block (default thresholds: :data:`DEFAULT_THRESHOLDS`)."""
+    chosen = DEFAULT_THRESHOLDS if thresholds is None else thresholds
+    return FeatureBlock(
+        kind=BlockKind.SURPRISAL, version=SURPRISAL_VERSION, thresholds=[float(t) for t in chosen]
+    )
 
 
 def layout_width(blocks: Sequence[FeatureBlock]) -> int:
@@ -197,6 +255,16 @@ def _lookback_block(block: FeatureBlock, reading: Reading, *, per_token_rows: bo
     return rows.mean(axis=0, keepdims=True) if rows.shape[0] else np.zeros((1, rows.shape[1]))
 
 
+def surprisal_block_rows(
+    block: FeatureBlock, surprisal: np.ndarray, entropy: np.ndarray, *, per_token_rows: bool
+) -> np.ndarray:
+    """A surprisal block's ``(1, width)`` pooled row, or ``(n_tokens, width)`` per-token rows,
+    from one response's per-token surprisal and entropy (nats)."""
+    if per_token_rows:
+        return surprisal_token_rows(surprisal, entropy, block.thresholds)
+    return surprisal_columns(surprisal, entropy, block.thresholds)[None, :]
+
+
 def assemble(
     blocks: Sequence[FeatureBlock],
     *,
@@ -209,7 +277,7 @@ def assemble(
 
     Args:
         blocks: The detector's layout.
-        reading: Needed by ``sae`` and ``raw`` blocks.
+        reading: Needed by every block but ``grounding``.
         saes: Per site, an SAE computing exactly the block's ``latent_ids`` (narrowed).
         grounding: Needed by a ``grounding`` block.
         per_token: Return one row per response token, each token's own vector standing in for
@@ -239,10 +307,28 @@ def assemble(
             parts.append(np.repeat(grounding.feature_array()[None, :], n_rows, axis=0))
             continue
         if reading is None:
-            msg = f"this detector needs a reading (it has a {block.kind} block at {block.site})"
+            where = f" at {block.site}" if block.site is not None else ""
+            msg = f"this detector needs a reading (it has a {block.kind} block{where})"
             raise ConfigError(msg)
         if block.kind is BlockKind.LOOKBACK:
             parts.append(_lookback_block(block, reading, per_token_rows=per_token))
+            continue
+        if block.kind is BlockKind.SURPRISAL:
+            values = reading.token_surprisal()
+            if values.surprisal.shape[0] != reading.n_tokens:
+                msg = (
+                    f"the reading has {values.surprisal.shape[0]} surprisal values for "
+                    f"{reading.n_tokens} tokens"
+                )
+                raise ConfigError(msg)
+            parts.append(
+                surprisal_block_rows(
+                    block,
+                    values.surprisal.double().numpy(),
+                    values.entropy.double().numpy(),
+                    per_token_rows=per_token,
+                )
+            )
             continue
         site = block.parsed_site
         acts = reading.activation(site)
