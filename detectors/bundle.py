@@ -118,6 +118,9 @@ class DetectorBundle:
         if any(d.needs_reader for d in self.detectors.values()) and reader is None:
             msg = "detectors with SAE or raw blocks need the bundle's reader spec"
             raise ConfigError(msg)
+        if self.needs_surprisal and (reader is None or reader.surprisal_fingerprint is None):
+            msg = "detectors with a surprisal block need the reader's surprisal fingerprint"
+            raise ConfigError(msg)
         self.reader = reader
         self.saes = list(saes)
         self.training = dict(training or {})
@@ -132,11 +135,18 @@ class DetectorBundle:
 
     @staticmethod
     def reader_spec(reader: Reader, detectors: Iterable[ProbeDetector]) -> ReaderSpec | None:
-        """The reader's identity as far as ``detectors`` use it (``None`` if none reads it)."""
+        """The reader's identity as far as ``detectors`` use it (``None`` if none reads it).
+
+        Raises:
+            ConfigError: a detector reads surprisal and ``reader`` computes none.
+        """
+        detectors = list(detectors)
         layers = [s.layer for d in detectors for s in d.sites]
-        if not layers:
+        surprisal = any(d.needs_surprisal for d in detectors)
+        if not layers and not surprisal:
             return None
         info = reader.info
+        layers = layers or [info.n_layers - 1]  # surprisal alone: every layer is read
         template = reader.encoder.rendering
         return ReaderSpec(
             name=info.name,
@@ -152,6 +162,7 @@ class DetectorBundle:
             chat_template=hashlib.sha256(str(template).encode()).hexdigest() if template else None,
             is_stand_in=info.is_stand_in,
             quantization=info.quantization,
+            surprisal_fingerprint=reader.surprisal_fingerprint if surprisal else None,
         )
 
     @staticmethod
@@ -406,7 +417,9 @@ class DetectorBundle:
 
     def check_reader(self, reader: Reader) -> None:
         """Refuse a reader other than the one the bundle was fitted with: other weights (up to
-        the deepest layer read), another tokenizer, another chat template, or missing sites.
+        the deepest layer read; every weight and the LM head when a detector reads surprisal),
+        another tokenizer, another chat template, missing sites, or no lookback ratios or
+        surprisal where a detector reads them.
 
         A smaller ``max_tokens`` than at fitting, or another dtype, only logs a warning: the
         first changes only exchanges longer than the new limit, the second shifts scores
@@ -422,6 +435,18 @@ class DetectorBundle:
         if self.needs_lookback and not getattr(reader, "lookback", False):
             msg = "the bundle reads lookback ratios: make the reader with lookback=True"
             raise ArtifactError(msg)
+        if self.needs_surprisal:
+            if not getattr(reader, "surprisal", False):
+                msg = "the bundle reads the reader's surprisal: make the reader with surprisal=True"
+                raise ArtifactError(msg)
+            if reader.surprisal_fingerprint != spec.surprisal_fingerprint:
+                msg = (
+                    f"the bundle's surprisal was computed with other weights (surprisal "
+                    f"fingerprint {str(spec.surprisal_fingerprint)[:12]}) than the reader's "
+                    f"({reader.surprisal_fingerprint[:12]}): its layers, final norm, LM head or "
+                    "logit soft-cap differ"
+                )
+                raise ArtifactError(msg)
         try:
             actual = reader.fingerprint_upto(spec.fingerprint_layer)
         except ConfigError as exc:  # the bundle's layer is deeper than this reader loads
@@ -485,6 +510,11 @@ class DetectorBundle:
     def needs_lookback(self) -> bool:
         """Some detector reads lookback ratios: its reader must be made with ``lookback=True``."""
         return any(d.needs_lookback for d in self.detectors.values())
+
+    @property
+    def needs_surprisal(self) -> bool:
+        """Some detector reads surprisal: its reader must be made with ``surprisal=True``."""
+        return any(d.needs_surprisal for d in self.detectors.values())
 
     @property
     def sites(self) -> tuple[Site, ...]:

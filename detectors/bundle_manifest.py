@@ -57,6 +57,9 @@ class ReaderSpec(BaseModel):
     is_stand_in: bool = False
     quantization: str | None = None
     """The quantization the reader's weights went through (``"Q4_K_M"`` for a GGUF reader)."""
+    surprisal_fingerprint: str | None = None
+    """:attr:`Reader.surprisal_fingerprint` (every layer, the final norm, the LM head and its
+    soft-cap), when a detector has a ``surprisal`` block; ``None`` otherwise."""
 
     @model_validator(mode="after")
     def _check_layers(self) -> ReaderSpec:

@@ -167,13 +167,17 @@ class ProbeDetector:
     @property
     def sites(self) -> tuple[Site, ...]:
         """Sites the reader must capture for this detector."""
-        return tuple(
-            sorted({b.parsed_site for b in self.blocks if b.kind is not BlockKind.GROUNDING})
-        )
+        siteless = (BlockKind.GROUNDING, BlockKind.SURPRISAL)
+        return tuple(sorted({b.parsed_site for b in self.blocks if b.kind not in siteless}))
 
     @property
     def needs_reader(self) -> bool:
-        return bool(self.sites)
+        return bool(self.sites) or self.needs_surprisal
+
+    @property
+    def needs_surprisal(self) -> bool:
+        """The reader must compute surprisal (``Reader(..., surprisal=True)``)."""
+        return any(b.kind is BlockKind.SURPRISAL for b in self.blocks)
 
     @property
     def needs_lookback(self) -> bool:
