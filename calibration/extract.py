@@ -402,7 +402,8 @@ def _extract_reader(
         site = job.surprisal_site
         caches[("surprisal", site)] = _open(cache_dir, _stream_namespace(reader, "surprisal", site))
     keys = [text_key(prompt_of(ex), ex.response) for ex in dataset]
-    missing = {k for c in caches.values() for k in c.missing(keys)}
+    lacking = {name: set(c.missing(keys)) for name, c in caches.items()}
+    missing = set().union(*lacking.values())
     items = {
         k: ChunkItem(k, prompt_of(ex), ex.response)
         for k, ex in zip(keys, dataset, strict=True)
@@ -419,8 +420,9 @@ def _extract_reader(
     )
     bar = tqdm(total=len(todo), desc="reader features", unit="ex", disable=not progress)
     for index, rows in results:  # each finished chunk is written before the next is awaited
-        for name, cache in caches.items():
-            cache.put(rows[name])
+        for name, cache in caches.items():  # a stream adds only what it lacks (no rewrites
+            # when a new stream, e.g. surprisal, joins a filled cache)
+            cache.put({k: v for k, v in rows[name].items() if k in lacking[name]})
         bar.update(len(chunks[index]))
     bar.close()
     for (kind, site), cache in caches.items():

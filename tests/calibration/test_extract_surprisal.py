@@ -18,6 +18,8 @@ from scope_guard.errors import ArtifactError, ConfigError
 from scope_guard.reader import Reader
 from scope_guard.sites import Site, SiteKind
 
+SITE = Site.parse("resid_post@2")
+
 
 def _reader(miniature_dir):
     return Reader.from_pretrained(miniature_dir, ["resid_post@2"], dtype="float32", surprisal=True)
@@ -61,6 +63,19 @@ def test_site_streams_are_shared_with_a_plain_reader(reader, miniature_dir, tmp_
     reused = _extract(data, plain, tmp_path, token_sites=["resid_post@2"])
     assert reused.n_computed == 0
     assert reused.token_surprisal is None
+
+
+def test_a_new_surprisal_stream_leaves_the_filled_streams_alone(reader, miniature_dir, tmp_path):
+    data = synthetic_rag(n_sources=2, per_source=2)
+    plain = Reader.from_pretrained(miniature_dir, ["resid_post@2"], dtype="float32")
+    # One example per chunk here, all in one chunk below: a rewrite would be a new shard.
+    _extract(data, plain, tmp_path, token_sites=["resid_post@2"], chunk_size=1)
+    tokens = FeatureCache(tmp_path, _stream_namespace(plain, "tokens", SITE)).folder
+    shards = sorted(tokens.glob("shard-*"))
+    added = _extract(data, reader, tmp_path, token_sites=["resid_post@2"], surprisal=True)
+    assert added.n_computed == len(data)  # the surprisal stream was missing
+    assert sorted(tokens.glob("shard-*")) == shards  # nothing rewritten beside it
+    assert added.token_surprisal is not None
 
 
 def test_the_surprisal_stream_is_keyed_by_the_head(reader, miniature_dir, tmp_path):
