@@ -11,9 +11,10 @@ import numpy as np
 
 from calibration.data import LabeledDataset
 from calibration.extract import extract_features
-from calibration.layouts import top_latents
+from calibration.layouts import token_probe_facts, top_heads, top_latents
 from calibration.metrics import Metrics, compute_metrics, metrics_by
-from calibration.report_model import DetectorEvaluation, EvaluationReport
+from calibration.report_examples import ExampleScorer, check_examples
+from calibration.report_model import DetectorEvaluation, EvaluationReport, TokenExample
 from detectors.bundle import DetectorBundle
 from detectors.feature_blocks import BlockKind
 from detectors.probe import ProbeDetector
@@ -60,9 +61,11 @@ def evaluation_of(
     random_state: int,
     *,
     thresholds: np.ndarray | None = None,
+    examples: list[TokenExample] | None = None,
 ) -> DetectorEvaluation:
     """Metrics of ``detector`` on scored rows (``thresholds``: one per row, when the rows were
-    scored by several fold models; default: the detector's own threshold)."""
+    scored by several fold models; default: the detector's own threshold), what it weighs, and
+    the ``examples`` to show with their per-token risk."""
     threshold: float | np.ndarray = detector.threshold if thresholds is None else thresholds
     metrics = compute_metrics(
         y,
@@ -97,6 +100,9 @@ def evaluation_of(
         n_features=int(detector.info.get("n_features") or detector.coef.shape[0]),
         n_selected=int(np.count_nonzero(detector.coef)),
         top_latents=top_latents(detector),
+        top_heads=top_heads(detector),
+        token_probes=token_probe_facts(detector),
+        examples=list(examples or []),
         y=[int(v) for v in y],
         probs=[float(p) for p in probs],
     )
@@ -149,8 +155,14 @@ def evaluate(
     random_state: int = 0,
     breakdown: str | None = None,
     progress: bool = True,
+    examples: int = 3,
 ) -> EvaluationReport:
-    """Score every detector of ``bundle`` on the rows of ``dataset`` labeled for its risk."""
+    """Score every detector of ``bundle`` on the rows of ``dataset`` labeled for its risk.
+
+    ``examples`` rows per reader detector are shown in the report with their per-token risk
+    (their response texts go into the report; 0 keeps every text out of it).
+    """
+    check_examples(examples)
     if reader is not None:
         bundle.check_reader(reader)
     evaluations = []
@@ -191,6 +203,11 @@ def evaluate(
         y = data.y(detector.risk)
         field_name = breakdown_field(data, breakdown)
         split = (field_name, data.field(field_name)) if field_name else None
+        shown: list[TokenExample] = []
+        if examples and reader is not None and detector.needs_reader:
+            scorer = ExampleScorer(data, reader, grounding)
+            rows = np.arange(len(data))
+            shown = scorer.examples([detector] * len(rows), rows, y, probs, examples)
         evaluations.append(
             evaluation_of(
                 detector,
@@ -201,6 +218,7 @@ def evaluate(
                 split,
                 n_bootstrap,
                 random_state,
+                examples=shown,
             )
         )
     if not evaluations:

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from calibration.extract import ExtractedFeatures
-from calibration.report_model import LatentWeight
+from calibration.report_model import HeadWeight, LatentWeight, TokenProbeFacts
 from detectors.feature_blocks import BlockKind, FeatureBlock
 from detectors.probe import ProbeDetector
+from detectors.token_scoring import AGGREGATES
 from scope_guard.errors import ConfigError
 from scope_guard.risks import Risk
 from scope_guard.sites import Site
@@ -21,7 +22,14 @@ if TYPE_CHECKING:
     from scope_guard.reader import Reader
     from scope_guard.sae import JumpReLUSAE
 
-__all__ = ["Variant", "narrow_layout", "probe_variants", "top_latents"]
+__all__ = [
+    "Variant",
+    "narrow_layout",
+    "probe_variants",
+    "token_probe_facts",
+    "top_heads",
+    "top_latents",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -141,27 +149,63 @@ def narrow_layout(
     return out_blocks, np.concatenate(out_coef) if out_coef else np.zeros(0)
 
 
-def top_latents(detector: ProbeDetector, k: int = 20) -> list[LatentWeight]:
-    out = []
-    start = 0
+def _block_weights(
+    detector: ProbeDetector, kind: BlockKind
+) -> list[tuple[FeatureBlock, np.ndarray]]:
+    """Each block of ``kind`` with its slice of the detector's coefficients."""
+    out, start = [], 0
     for block in detector.blocks:
-        width = block.width
-        if block.kind is BlockKind.SAE:
-            n = len(block.latent_ids)
-            npid = detector.neuronpedia_ids.get(str(block.site))
-            for j, weight in enumerate(detector.coef[start : start + width]):
-                if weight == 0:
-                    continue
-                latent = block.latent_ids[j % n]
-                url = f"https://www.neuronpedia.org/{npid}/{latent}" if npid else None
-                out.append(
-                    LatentWeight(
-                        site=str(block.site),
-                        latent=latent,
-                        pooling=block.pooling.parts[j // n],
-                        weight=float(weight),
-                        url=url,
-                    )
+        if block.kind is kind:
+            out.append((block, detector.coef[start : start + block.width]))
+        start += block.width
+    return out
+
+
+def top_latents(detector: ProbeDetector, k: int = 20) -> list[LatentWeight]:
+    """The ``k`` SAE latents with the largest absolute weights, with what explains them."""
+    out = []
+    for block, weights in _block_weights(detector, BlockKind.SAE):
+        n = len(block.latent_ids)
+        npid = detector.neuronpedia_ids.get(str(block.site))
+        explained = detector.explanations.get(str(block.site), {})
+        for j, weight in enumerate(weights):
+            if weight == 0:
+                continue
+            latent = block.latent_ids[j % n]
+            url = f"https://www.neuronpedia.org/{npid}/{latent}" if npid else None
+            out.append(
+                LatentWeight(
+                    site=str(block.site),
+                    latent=latent,
+                    pooling=block.pooling.parts[j // n],
+                    weight=float(weight),
+                    url=url,
+                    contexts=list(explained.get(latent, ())),
                 )
-        start += width
+            )
     return sorted(out, key=lambda lw: -abs(lw.weight))[:k]
+
+
+def top_heads(detector: ProbeDetector, k: int = 10) -> list[HeadWeight]:
+    """The ``k`` lookback heads with the largest absolute weights (columns are layer-major)."""
+    out = []
+    for block, weights in _block_weights(detector, BlockKind.LOOKBACK):
+        heads = int(block.heads or 0)
+        out += [
+            HeadWeight(layer=j // heads, head=j % heads, weight=float(w))
+            for j, w in enumerate(weights)
+            if w != 0
+        ]
+    return sorted(out, key=lambda hw: -abs(hw.weight))[:k]
+
+
+def token_probe_facts(detector: ProbeDetector) -> list[TokenProbeFacts]:
+    """Each token-probe block: its site, input width and the detector's aggregate weights."""
+    return [
+        TokenProbeFacts(
+            site=str(block.site),
+            width=len(block.probe_weights),
+            weights={a: float(w) for a, w in zip(AGGREGATES, weights, strict=True)},
+        )
+        for block, weights in _block_weights(detector, BlockKind.TOKENS)
+    ]

@@ -36,13 +36,15 @@ from calibration.extract import extract_features
 from calibration.layouts import Variant, narrow_layout, probe_variants
 from calibration.probe import SparseProbe
 from calibration.reader_blocks import TokenBlocks, lookback_block
+from calibration.report_examples import ExampleScorer, check_examples
 from calibration.report_model import EvaluationReport
 from calibration.splits import cross_fit_scores, group_folds, group_train_test_split, take_rows
 from calibration.thresholds import choose_threshold
 from detectors.bundle import DetectorBundle
-from detectors.feature_blocks import BlockKind
+from detectors.feature_blocks import BlockKind, FeatureBlock
+from detectors.latent_explanations import rendered_contexts
 from detectors.probe import ProbeDetector
-from scope_guard.errors import ConfigError, InputError
+from scope_guard.errors import ArtifactError, ConfigError, InputError
 from scope_guard.risks import Risk
 from scope_guard.sites import Site
 
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     from detectors.grounding import GroundingDetector
     from scope_guard.reader import Reader
     from scope_guard.sae import JumpReLUSAE
+    from scope_guard.sae.training.explain import LatentContext
 
 __all__ = ["CalibrationResult", "CalibrationSettings", "calibrate"]
 
@@ -93,6 +96,9 @@ class CalibrationSettings:
             held out once and the metrics use all of them; the bundle is then fitted on all
             rows. Costs ``n_outer + 1`` fits.
         n_outer: Outer folds of ``evaluation="cv"``.
+        examples: Held-out rows per reader detector that the report shows with their per-token
+            risk over the response (:mod:`calibration.report_examples`); their response texts
+            go into the report. 0 keeps every text out of it.
     """
 
     risk: Risk
@@ -109,9 +115,11 @@ class CalibrationSettings:
     breakdown: str | None = None
     evaluation: Literal["holdout", "cv"] = "holdout"
     n_outer: int = 5
+    examples: int = 3
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "risk", Risk.parse(self.risk))
+        check_examples(self.examples)
         rule, target = self.threshold_rule, self.threshold_target
         if rule not in ("f1", "fpr", "precision"):
             msg = f"unknown threshold rule {rule!r}; valid: ['f1', 'fpr', 'precision']"
@@ -154,6 +162,27 @@ def _threshold(settings: CalibrationSettings, probs: np.ndarray, y: np.ndarray) 
     return choose_threshold(probs, y, rule, target).threshold
 
 
+def _sae_explanations(
+    sae_map: Mapping[Site, JumpReLUSAE],
+) -> dict[Site, dict[int, list[LatentContext]]]:
+    """Per site, the top-activating contexts saved beside a local SAE (self-trained ones);
+    registry SAEs (their source is a registry id) have Neuronpedia pages instead."""
+    from pathlib import Path
+
+    from scope_guard.sae.training.explain import load_explanations
+
+    out = {}
+    for site, sae in sae_map.items():
+        source = sae.info.source
+        if not source or not Path(source).exists():
+            continue
+        try:
+            out[site] = load_explanations(Path(source))
+        except ArtifactError as exc:  # they explain latents; the detectors do not need them
+            logger.warning("latents at %s left unexplained: %s", site, exc)
+    return out
+
+
 @dataclass(frozen=True)
 class _Fitted:
     detector: ProbeDetector
@@ -169,8 +198,10 @@ def _fit_detector(
     rows: np.ndarray,
     settings: CalibrationSettings,
     sae_map: Mapping[Site, JumpReLUSAE],
+    contexts: Mapping[Site, Mapping[int, list[LatentContext]]] | None = None,
 ) -> _Fitted:
-    """The whole fitting recipe on ``rows``: probe, cross-fitted calibration, threshold."""
+    """The whole fitting recipe on ``rows``: probe, cross-fitted calibration, threshold; the
+    kept latents' top ``contexts`` (:func:`_sae_explanations`) go with the detector."""
 
     def make_probe(C: float | None = settings.C) -> SparseProbe:
         return SparseProbe(
@@ -213,6 +244,13 @@ def _fit_detector(
         threshold=threshold,
         saes={site: sae_map[site].narrow(latents) for site, latents in used.items()},
         neuronpedia_ids={str(site): sae_map[site].info.neuronpedia_id for site in used},
+        explanations={
+            str(site): {
+                latent: rendered_contexts(found[latent]) for latent in latents if found.get(latent)
+            }
+            for site, latents in used.items()
+            if (found := (contexts or {}).get(site))
+        },
         info={
             "kind": variant.kind,
             "penalty": settings.penalty,
@@ -224,6 +262,13 @@ def _fit_detector(
         },
     )
     return _Fitted(detector, probe, int(X.shape[1]))
+
+
+def _with_token_blocks(variant: Variant, blocks: Sequence[FeatureBlock]) -> Variant:
+    """``variant`` with its token-probe blocks, in order, replaced by ``blocks`` (a fold's)."""
+    fresh = iter(blocks)
+    layout = [next(fresh) if b.kind is BlockKind.TOKENS else b for b in variant.blocks]
+    return Variant(variant.name, variant.kind, layout)
 
 
 def _held_out_probs(fitted: _Fitted, X: Any, rows: np.ndarray) -> np.ndarray:
@@ -322,32 +367,52 @@ def calibrate(
         extra += token_blocks.fit(fit_rows, unscored)
     final_columns = dict(features.token_aggregates)
     fold_columns: list[dict[Site, np.ndarray]] = []
+    fold_token_blocks: list[list[FeatureBlock]] = []
     if token_blocks is not None and settings.evaluation == "cv":
         for train, test in folds:
-            token_blocks.fit(train, test)
+            fold_token_blocks.append(token_blocks.fit(train, test))
             fold_columns.append(dict(features.token_aggregates))
 
+    contexts = _sae_explanations(sae_map)
+    scorer = ExampleScorer(data, reader, grounding) if reader is not None else None
     detectors, evaluations, held_out = [], [], {}
     for variant in probe_variants(risk, features, sae_map, reader, raw_only, extra):
         features.token_aggregates = final_columns
         X = features.matrix(variant.blocks)
-        fitted = _fit_detector(variant, X, y, groups, fit_rows, settings, sae_map)
+        fitted = _fit_detector(variant, X, y, groups, fit_rows, settings, sae_map, contexts)
+        fold_of = np.zeros(len(data), dtype=np.int64)
+        fold_detectors = []
         if settings.evaluation == "cv":
             probs = np.empty(len(data))
             thresholds = np.empty(len(data))
             for k, (train, test) in enumerate(folds):
+                fold_variant = variant
                 if fold_columns:  # this fold's token probes never saw its test rows
                     features.token_aggregates = fold_columns[k]
+                    fold_variant = _with_token_blocks(variant, fold_token_blocks[k])
                 X_fold = features.matrix(variant.blocks) if fold_columns else X
-                fold = _fit_detector(variant, X_fold, y, groups, train, settings, sae_map)
+                fold = _fit_detector(fold_variant, X_fold, y, groups, train, settings, sae_map)
                 probs[test] = _held_out_probs(fold, X_fold, test)
                 thresholds[test] = fold.detector.threshold
+                fold_of[test] = k
+                fold_detectors.append(fold.detector)
         else:
             probs = _held_out_probs(fitted, X, scored)
             thresholds = np.full(len(scored), fitted.detector.threshold)
+            fold_detectors.append(fitted.detector)
         detector = fitted.detector
         detector.info["n_test"] = len(scored)
         held_out[variant.name] = probs
+        examples = []
+        if scorer is not None and settings.examples and detector.needs_reader:
+            # each row scored token by token by the detector that scored it held out
+            examples = scorer.examples(
+                [fold_detectors[k] for k in fold_of[scored]],
+                scored,
+                y[scored],
+                probs,
+                settings.examples,
+            )
         evaluation = evaluation_of(
             detector,
             variant.kind,
@@ -358,6 +423,7 @@ def calibrate(
             settings.n_bootstrap,
             settings.random_state,
             thresholds=thresholds,
+            examples=examples,
         )
         detector.info["metrics"] = evaluation.metrics.model_dump(mode="json")
         detectors.append(detector)

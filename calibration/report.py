@@ -29,6 +29,7 @@ from calibration.report_content import (
     Estimate,
     Figure,
     Heading,
+    Highlight,
     Link,
     Notes,
     Paragraph,
@@ -51,7 +52,10 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.num .ci{display:inline-block;color:#666;font-size:.72rem}
 p.reading{max-width:60rem;line-height:1.45}
 .notes{background:#fff4d6;border-left:5px solid #e0a000;padding:.5rem 1rem;margin:1rem 0}
-figure{display:inline-block;margin:0 1rem 1rem 0}figcaption{font-size:.8rem;color:#555}"""
+figure{display:inline-block;margin:0 1rem 1rem 0}figcaption{font-size:.8rem;color:#555}
+p.caption{margin:1rem 0 .25rem;font-size:.9rem}
+p.tokens{max-width:60rem;line-height:1.6;white-space:pre-wrap;border-left:3px solid #ddd;
+padding-left:.75rem;margin-top:0}span.risky{border-bottom:2px solid #b00000}"""
 
 
 class ReportPaths(NamedTuple):
@@ -85,6 +89,27 @@ def _md_table(table: Table) -> str:
     return "\n".join(lines)
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}#+!|~])")
+
+
+def _md_inline(text: str) -> str:
+    """Response text as literal Markdown: HTML neutralised, Markdown punctuation escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", _md_text(text))
+
+
+def _md_highlight(block: Highlight) -> str:
+    """The response as a quote, each risky run in bold brackets with its peak risk."""
+    out = []
+    for text, risk in block.runs:
+        if risk is None:
+            out.append(_md_inline(text))
+            continue
+        core = text.strip()
+        lead, tail = text[: len(text) - len(text.lstrip())], text[len(text.rstrip()) :]
+        out.append(f"{_md_text(lead)}**⟦{_md_inline(core)}⟧** ({risk:.2f}){_md_text(tail)}")
+    return f"**{_md_inline(block.caption)}**\n\n> {''.join(out)}"
+
+
 def render_markdown(report: EvaluationReport, image_names: Mapping[str, str]) -> str:
     """The report as Markdown.
 
@@ -109,6 +134,8 @@ def render_markdown(report: EvaluationReport, image_names: Mapping[str, str]) ->
                 out.append(_md_table(block))
             case Figure(name, caption) if name in image_names:
                 out.append(f"![{_md_cell(caption)}]({image_names[name]})")
+            case Highlight():
+                out.append(_md_highlight(block))
     return "\n\n".join(out) + "\n"
 
 
@@ -148,6 +175,24 @@ def _html_table(table: Table) -> str:
     return f'<div class="table">{table_html}</div>'  # scrolls alone if it cannot fit
 
 
+def _html_highlight(block: Highlight) -> str:
+    """The response with every token shaded by its risk (its value on hover) and the tokens at
+    or above the threshold underlined."""
+    pieces = []
+    for text, risk in block.tokens:
+        if risk is None:
+            pieces.append(_esc(text))
+            continue
+        alpha = min(max(risk, 0.0), 1.0) * 0.65
+        risky = ' class="risky"' if risk >= block.threshold else ""
+        pieces.append(
+            f'<span{risky} style="background:rgba(214,39,40,{alpha:.2f})" '
+            f'title="risk {risk:.3f}">{_esc(text)}</span>'
+        )
+    caption = f'<p class="caption"><strong>{_esc(block.caption)}</strong></p>'
+    return f'{caption}<p class="tokens">{"".join(pieces)}</p>'
+
+
 def render_html(report: EvaluationReport, images: Mapping[str, bytes]) -> str:
     """The report as one self-contained HTML page; every text is escaped.
 
@@ -177,6 +222,8 @@ def render_html(report: EvaluationReport, images: Mapping[str, bytes]) -> str:
                     f'<figure><img src="data:image/png;base64,{data}" alt="{_esc(caption)}">'
                     f"<figcaption>{_esc(caption)}</figcaption></figure>"
                 )
+            case Highlight():
+                out.append(_html_highlight(block))
     body = "\n".join(out)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from calibration.metrics import Interval, Metrics
-from calibration.report_model import DetectorEvaluation, EvaluationReport
+from calibration.report_model import DetectorEvaluation, EvaluationReport, TokenExample
 from calibration.report_plots import figure_names
 from calibration.report_reading import reading
 
@@ -25,6 +25,7 @@ __all__ = [
     "Estimate",
     "Figure",
     "Heading",
+    "Highlight",
     "Link",
     "Notes",
     "Paragraph",
@@ -110,7 +111,26 @@ class Figure(NamedTuple):
     caption: str
 
 
-Block = Heading | Notes | Paragraph | Bullets | Table | Figure
+class Highlight(NamedTuple):
+    """A response with its per-token risk, laid out as text pieces.
+
+    Attributes:
+        caption: What the row is (label, probability, why it is shown).
+        tokens: The response as ``(text, risk)`` pieces: a token with its risk, or the text
+            between tokens with ``None``; for a renderer that shades every token.
+        runs: The same text as ``(text, risk)`` pieces where each risky run (tokens at or above
+            ``threshold``, merged) is one piece with its peak risk and the rest has ``None``;
+            for a renderer that can only mark.
+        threshold: Where a token counts as risky.
+    """
+
+    caption: str
+    tokens: list[tuple[str, float | None]]
+    runs: list[tuple[str, float | None]]
+    threshold: float
+
+
+Block = Heading | Notes | Paragraph | Bullets | Table | Figure | Highlight
 
 MISSING = "n/a"
 """How every renderer (HTML, Markdown, the CLI's tables) spells a figure that is undefined."""
@@ -212,13 +232,81 @@ def _safe_url(url: str | None) -> str | None:
     return url if url and urlsplit(url).scheme in ("http", "https") else None
 
 
+_CONTEXT_SEP = " · "
+
+
 def _latents(e: DetectorEvaluation) -> Table:
+    """Each latent with its Neuronpedia page, or else its top-activating contexts."""
     rows: list[tuple[Cell, ...]] = []
     for rank, lw in enumerate(e.top_latents, start=1):
         url = _safe_url(lw.url)
-        link: Cell = Link(f"{lw.site}/{lw.latent}", url) if url else "none"
-        rows.append((str(rank), lw.site, str(lw.latent), lw.pooling, f"{lw.weight:+.4f}", link))
-    return Table(("#", "Site", "Latent", "Pooling", "Weight", "Neuronpedia"), rows)
+        link: Cell = Link(f"{lw.site}/{lw.latent}", url) if url else _CONTEXT_SEP.join(lw.contexts)
+        cells = (str(rank), lw.site, str(lw.latent), lw.pooling, f"{lw.weight:+.4f}")
+        rows.append((*cells, link or "none"))
+    return Table(("#", "Site", "Latent", "Pooling", "Weight", "Neuronpedia / top contexts"), rows)
+
+
+def _heads(e: DetectorEvaluation) -> Table:
+    rows: list[tuple[Cell, ...]] = [
+        (str(rank), str(hw.layer), str(hw.head), f"{hw.weight:+.4f}")
+        for rank, hw in enumerate(e.top_heads, start=1)
+    ]
+    return Table(("#", "Layer", "Head", "Weight"), rows)
+
+
+def _token_probes(e: DetectorEvaluation) -> Table:
+    names = list(dict.fromkeys(name for tp in e.token_probes for name in tp.weights))
+    rows: list[tuple[Cell, ...]] = [
+        (tp.site, str(tp.width), *(f"{tp.weights.get(n, 0.0):+.4f}" for n in names))
+        for tp in e.token_probes
+    ]
+    return Table(("Site", "Width", *(f"Weight on {n}" for n in names)), rows)
+
+
+def _pieces(text: str, spans: list[tuple[int, int, float]]) -> list[tuple[str, float | None]]:
+    """``text`` cut at ``spans`` (sorted, non-overlapping after clipping): each span's text
+    with its risk, the text between with ``None``."""
+    out: list[tuple[str, float | None]] = []
+    at = 0
+    for start, end, risk in sorted(spans):
+        start, end = max(start, at), min(end, len(text))
+        if end <= start:
+            continue
+        if start > at:
+            out.append((text[at:start], None))
+        out.append((text[start:end], risk))
+        at = end
+    if at < len(text):
+        out.append((text[at:], None))
+    return out
+
+
+def _source(example: TokenExample) -> str:
+    if example.source == "token_probe":
+        return "the token probe's probability that the token lies in a risky span"
+    return "the detector's probability with the token standing for the whole response"
+
+
+def _examples(e: DetectorEvaluation) -> list[Block]:
+    first = e.examples[0]
+    intro = (
+        f"Per-token risk over the response of a few scored rows of your data: "
+        f"{_source(first)}; marked at or above {_number(first.span_threshold)}, shaded by "
+        "risk in the HTML page. Each row was scored by a detector that never saw it."
+    )
+    blocks: list[Block] = [Heading("Per-token risk", level=3), Paragraph(intro)]
+    for x in e.examples:
+        label = "risky" if x.label == 1 else "safe"
+        caption = (
+            f"{x.why}: labeled {label}, probability {_number(x.probability)} "
+            f"(threshold {_number(e.metrics.threshold)})"
+        )
+        if x.cut:
+            caption += "; response cut"
+        tokens = _pieces(x.response, x.spans)
+        runs = _pieces(x.response, x.risky)
+        blocks.append(Highlight(caption, tokens, runs, x.span_threshold))
+    return blocks
 
 
 def _facts(e: DetectorEvaluation) -> Bullets:
@@ -283,4 +371,10 @@ def report_blocks(report: EvaluationReport) -> list[Block]:
             blocks.append(Figure(pair.histogram, f"{e.detector}: scores by label"))
         if e.top_latents:
             blocks += [Heading("Top latents", level=3), _latents(e)]
+        if e.top_heads:
+            blocks += [Heading("Top lookback heads", level=3), _heads(e)]
+        if e.token_probes:
+            blocks += [Heading("Token probes", level=3), _token_probes(e)]
+        if e.examples:
+            blocks += _examples(e)
     return blocks

@@ -12,11 +12,27 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from calibration.metrics import Metrics
 
-__all__ = ["DetectorEvaluation", "EvaluationReport", "LatentWeight"]
+__all__ = [
+    "DetectorEvaluation",
+    "EvaluationReport",
+    "HeadWeight",
+    "LatentWeight",
+    "TokenExample",
+    "TokenProbeFacts",
+]
 
 
 class LatentWeight(BaseModel):
-    """One selected SAE latent of a probe, for the report's top-latent table."""
+    """One selected SAE latent of a probe, for the report's top-latent table.
+
+    Attributes:
+        site: The SAE's site.
+        latent: The latent id.
+        pooling: Which pooled part the weight is on (``"mean"``, ``"max"``).
+        weight: The probe's coefficient.
+        url: The latent's Neuronpedia page (registry SAEs).
+        contexts: Its top-activating contexts, ``before [[token]] after`` (self-trained SAEs).
+    """
 
     model_config = ConfigDict(frozen=True)
     site: str
@@ -24,6 +40,59 @@ class LatentWeight(BaseModel):
     pooling: str
     weight: float
     url: str | None = None
+    contexts: list[str] = Field(default_factory=list)
+
+
+class HeadWeight(BaseModel):
+    """One attention head of a lookback block and the probe's weight on its lookback ratio."""
+
+    model_config = ConfigDict(frozen=True)
+    layer: int
+    head: int
+    weight: float
+
+
+class TokenProbeFacts(BaseModel):
+    """A token-probe block of a detector: where it reads and how the detector weighs it.
+
+    Attributes:
+        site: Where the token probe reads.
+        width: Its input width (the site's activation width).
+        weights: The detector's coefficient on each response-level aggregate of the probe's
+            per-token risk (``max``, ``top5_mean``, ``frac_above_half``, ``mean``).
+    """
+
+    model_config = ConfigDict(frozen=True)
+    site: str
+    width: int
+    weights: dict[str, float]
+
+
+class TokenExample(BaseModel):
+    """One held-out response with its per-token risk, for the report to highlight.
+
+    Attributes:
+        label: The row's label for the detector's risk (1 = risky).
+        probability: The detector's calibrated probability for the row.
+        why: Why this row was chosen (``"highest-scoring positive"``...).
+        response: The response, cut to a bound (spans beyond it are left out).
+        cut: The response was longer and was cut.
+        spans: Per token, ``(start, end, risk)`` character spans of ``response``.
+        risky: Runs of tokens with risk ``>= span_threshold``.
+        span_threshold: Where a token counts as risky.
+        source: ``"token_probe"`` or ``"detector"`` (see ``ProbeScore.token_risk_source``).
+    """
+
+    model_config = ConfigDict(frozen=True)
+    label: int
+    probability: float
+    why: str
+    response: str
+    cut: bool = False
+    spans: list[tuple[int, int, float]] = Field(default_factory=list)
+    risky: list[tuple[int, int, float]] = Field(default_factory=list)
+    span_threshold: float
+    source: str
 
 
 class DetectorEvaluation(BaseModel):
@@ -44,6 +113,10 @@ class DetectorEvaluation(BaseModel):
         n_features: Width of the probe's input.
         n_selected: Nonzero coefficients.
         top_latents: Largest-weight SAE latents (SAE probes only).
+        top_heads: Largest-weight lookback heads (detectors with a lookback block).
+        token_probes: The detector's token-probe blocks.
+        examples: A few scored rows with their per-token risk (only when the report was built
+            with the texts: the user's own data).
         y: Labels of the scored rows (for plots).
         probs: Calibrated probabilities of the scored rows (for plots).
     """
@@ -61,6 +134,9 @@ class DetectorEvaluation(BaseModel):
     n_features: int = 0
     n_selected: int = 0
     top_latents: list[LatentWeight] = Field(default_factory=list)
+    top_heads: list[HeadWeight] = Field(default_factory=list)
+    token_probes: list[TokenProbeFacts] = Field(default_factory=list)
+    examples: list[TokenExample] = Field(default_factory=list)
     y: list[int] = Field(default_factory=list)
     probs: list[float] = Field(default_factory=list)
 
