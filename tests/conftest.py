@@ -49,6 +49,19 @@ def real_gemma_folder(isolated_cache: Path) -> Path:
     return converted_folder(source, torch.float32, root)
 
 
+@pytest.fixture
+def real_cache(monkeypatch: pytest.MonkeyPatch, real_gemma_folder: Path) -> Path:
+    """Point ``$SCOPE_GUARD_CACHE`` at the persistent cache that holds ``real_gemma_folder``.
+
+    A test that loads ``gemma-3-270m`` by name then reuses the conversions kept there (one per
+    dtype, made once per machine) instead of converting again, a minute or more each, into the
+    per-session test cache.
+    """
+    root = real_gemma_folder.parent.parent
+    monkeypatch.setenv("SCOPE_GUARD_CACHE", str(root))
+    return root
+
+
 @pytest.fixture(scope="session")
 def ray_runtime(isolated_cache: Path):
     """One local Ray runtime for every test that needs one: Ray allows one per process, so

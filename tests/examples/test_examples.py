@@ -94,9 +94,8 @@ def test_demo_claims_are_cut_at_a_word_boundary():
 
 
 @pytest.mark.real_weights
-def test_demo_reads_with_the_real_gemma(tmp_path, capsys, monkeypatch, real_gemma_folder):
+def test_demo_reads_with_the_real_gemma(tmp_path, capsys, real_cache):
     # The persistent cache: the reader is converted there once, and the demo bundle kept.
-    monkeypatch.setenv("SCOPE_GUARD_CACHE", str(real_gemma_folder.parent.parent))
     db = tmp_path / "demo.db"
     assert main(["demo", "--log", str(db)]) == 0
     text = capsys.readouterr().out
