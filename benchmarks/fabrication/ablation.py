@@ -7,7 +7,14 @@ Blocks (all from one early-stopped pass of the real Gemma 3 270M, see ``extract_
 - ``raw@L``: a logistic probe on the mean- and max-pooled residual at layer L, stacked as its
   cross-fitted score;
 - ``tokens@L``: a per-token probe trained on RAGTruth's spans at layer L, aggregated to the
-  response (max, top-5 mean, share above 0.5, mean), cross-fitted inside each training side.
+  response (max, top-5 mean, share above 0.5, mean), cross-fitted inside each training side;
+- ``surprisal`` (with ``--surprisal``): the reader's per-token surprisal and entropy pooled
+  (:mod:`detectors.surprisal_pooling`: mean, max, top-5 mean, shares above 2/5/10 nats, mean
+  entropy); it joins as "surprisal", "grounding + surprisal", "all + surprisal" and
+  "grounding + tokens + surprisal", and "all" stays without it, for a like-for-like gain.
+
+``--groups N --seed S`` studies a fixed seeded sample of N source groups (see
+``extract_ragtruth``).
 
 Every source group is held out once (5 grouped folds). Inside a training side, stacked inputs
 come from inner grouped folds, so the combiner meets the same kind of scores on held-out rows.
@@ -49,6 +56,7 @@ from calibration.token_probe import (
     predicted_spans,
     token_labels,
 )
+from detectors.feature_blocks import surprisal_block
 from scope_guard.risks import Risk
 
 logger = logging.getLogger("benchmarks.fabrication.ablation")
@@ -133,7 +141,8 @@ def _pooled_sae_codes(sae_dir: Path, feats: Any) -> tuple[str, np.ndarray, dict[
         "width": sae.n_latents,
         "fingerprint": sae_fingerprint(sae),
     }
-    return f"sae@{site.layer}", np.stack(rows).astype(np.float64), info
+    layer = site.layer if site is not None else "?"
+    return f"sae@{layer}", np.stack(rows).astype(np.float64), info
 
 
 def _cross_calibrated(
@@ -214,13 +223,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--limit", type=int, default=None, help="only the N shortest rows (a quick check)"
     )
+    parser.add_argument("--surprisal", action="store_true", help="add the reader's surprisal block")
+    parser.add_argument(
+        "--groups", type=int, default=None, help="only N source groups, drawn with --seed"
+    )
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     from benchmarks.fabrication.extract_ragtruth import load_inputs
 
     t0 = time.perf_counter()
-    dataset, reader = load_inputs(args.data, tuple(args.sites), args.max_tokens, 4)
+    dataset, reader = load_inputs(
+        args.data,
+        tuple(args.sites),
+        args.max_tokens,
+        4,
+        surprisal=args.surprisal,
+        groups=args.groups,
+        seed=args.seed,
+    )
     if args.limit is not None:
         from calibration.data import prompt_of
 
@@ -228,7 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             range(len(dataset)), key=lambda i: len(prompt_of(dataset[i])) + len(dataset[i].response)
         )
         dataset = dataset.subset(sorted(order[: args.limit]))
-    feats = extract_all(dataset, reader, tuple(args.sites), args.cache, 4, progress=True)
+    feats = extract_all(
+        dataset, reader, tuple(args.sites), args.cache, 4, progress=True, surprisal=args.surprisal
+    )
     sites = list(feats.tokens)
     y = dataset.y(FAB).astype(int)
     g = as_group_codes(dataset.groups(), len(dataset))
@@ -263,20 +287,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         combos[f"all - {n}"] = [m for m in names if m != n]
     combos["grounding + tokens"] = ["grounding", *(f"tokens@{s.layer}" for s in sites)]
     combos["grounding + lookback"] = ["grounding", "lookback"]
+    fixed = {"grounding": feats.grounding, "lookback": feats.lookback}
+    if args.surprisal:
+        fixed["surprisal"] = feats.matrix([surprisal_block()])
+        combos["surprisal"] = ["surprisal"]
+        combos["grounding + surprisal"] = ["grounding", "surprisal"]
+        combos["all + surprisal"] = [*names, "surprisal"]
+        combos["grounding + tokens + surprisal"] = [*combos["grounding + tokens"], "surprisal"]
     scores = {c: np.zeros(len(y)) for c in combos}
     token_scores: dict[str, list[np.ndarray | None]] = {
         f"tokens@{s.layer}": [None] * len(y) for s in sites
     }
     for k, (train, test) in enumerate(folds):
         logger.info("fold %d: %d train, %d test", k, train.size, test.size)
-        blocks_train: dict[str, np.ndarray] = {
-            "grounding": feats.grounding[train],
-            "lookback": feats.lookback[train],
-        }
-        blocks_test: dict[str, np.ndarray] = {
-            "grounding": feats.grounding[test],
-            "lookback": feats.lookback[test],
-        }
+        blocks_train = {name: x[train] for name, x in fixed.items()}
+        blocks_test = {name: x[test] for name, x in fixed.items()}
         for name, x in pooled.items():
             blocks_train[name], blocks_test[name] = _stacked_probe(x, y, g, train, test)
             logger.info("  %s stacked", name)
@@ -308,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Span localization: each fold's threshold chosen on the other folds' held-out token scores.
     gold = [[(sp.start, sp.end) for sp in ex.spans if sp.risk is FAB] for ex in dataset]
     spans_out: dict[str, Any] = {}
+    offsets = feats.token_offsets
     grid = np.linspace(0.05, 0.95, 19)
     for name, per_row in token_scores.items():
         rows = [np.asarray(v) for v in per_row]
@@ -315,24 +341,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         predicted: list[list[tuple[int, int]]] = [[] for _ in rows]
         for k in range(len(folds)):
             rest = np.flatnonzero(fold_of != k)
-            best = max(
-                grid,
-                key=lambda t, rest=rest: char_f1(
-                    [predicted_spans(feats.token_offsets[i], rows[i], t) for i in rest],
-                    [gold[i] for i in rest],
-                )[2],
-            )
+
+            def span_f1(t: float, rest: np.ndarray = rest, rows: list[np.ndarray] = rows) -> float:
+                found = [predicted_spans(offsets[i], rows[i], t) for i in rest]
+                return char_f1(found, [gold[i] for i in rest])[2]
+
+            best = max(grid, key=span_f1)
             chosen[k] = float(best)
             for i in np.flatnonzero(fold_of == k):
-                predicted[i] = predicted_spans(feats.token_offsets[i], rows[i], best)
-        p, r, f = char_f1(predicted, gold)
+                predicted[i] = predicted_spans(offsets[i], rows[i], best)
+        precision, recall, f1 = char_f1(predicted, gold)
         spans_out[name] = {
-            "char_precision": p,
-            "char_recall": r,
-            "char_f1": f,
+            "char_precision": precision,
+            "char_recall": recall,
+            "char_f1": f1,
             "thresholds": chosen,
         }
-        logger.info("span %s: char P %.3f R %.3f F1 %.3f", name, p, r, f)
+        logger.info("span %s: char P %.3f R %.3f F1 %.3f", name, precision, recall, f1)
 
     record = {
         "date": time.strftime("%Y-%m-%d"),
@@ -344,7 +369,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "reader": reader.info.name,
         "sae": sae_info,
         "folds": 5,
-        "blocks": names,
+        "blocks": [*names, *(["surprisal"] if args.surprisal else [])],
+        "sampled_groups": args.groups,
+        "seed": args.seed if args.groups is not None else None,
+        "surprisal_columns": surprisal_block().column_names() if args.surprisal else None,
         "combiner": args.combiner,
         "results": results,
         "spans": spans_out,
