@@ -150,7 +150,9 @@ class TrainingConfig:
     """Seed of the initialisation, the data order, the shuffling buffer and the resampling."""
 
     time_budget_s: float | None = None
-    """Stop (and save) after this many seconds of wall time, even before ``token_budget``."""
+    """Stop (and save) after this many seconds of wall time, even before ``token_budget``. When
+    it will stop the run first, the learning-rate decay moves to its last ``lr_decay_fraction``
+    (at the speed measured so far), so that a run cut by time still ends annealed."""
 
     checkpoint_every_tokens: int | None = 500_000
     """Write a resumable checkpoint this often (``None``: only at the end or on interruption)."""

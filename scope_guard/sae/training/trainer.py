@@ -141,6 +141,10 @@ class Trainer:
         self.n_resampled = 0
         self.curve: list[CurvePoint] = []
         self.wall_s = 0.0
+        # The steps over which the learning rate decays to zero: the last ``lr_decay_fraction``
+        # of the token budget, moved earlier when the time budget will end the run first.
+        decay = round(config.lr_decay_fraction * config.total_steps)
+        self.decay_window = (config.total_steps - decay, config.total_steps)
         self._since_log = {"sq_err": 0.0, "sq_dev": 0.0, "l0": 0.0, "steps": 0.0}
         self._since_log_time = 0.0
 
@@ -209,14 +213,35 @@ class Trainer:
 
     # ------------------------------------------------------------------ schedules
     def learning_rate(self, step: int) -> float:
-        """The learning rate at ``step``: linear warm-up, constant, linear decay to zero."""
-        cfg, total = self.config, self.config.total_steps
-        warm = max(1, round(cfg.lr_warmup_fraction * total))
+        """The learning rate at ``step``: linear warm-up, constant, linear decay to zero over
+        :attr:`decay_window`."""
+        cfg = self.config
+        warm = max(1, round(cfg.lr_warmup_fraction * cfg.total_steps))
         factor = min(1.0, (step + 1) / warm)
-        decay = round(cfg.lr_decay_fraction * total)
-        if decay and step >= total - decay:
-            factor *= max(0.0, (total - step) / decay)
+        first, end = self.decay_window
+        if end > first and step >= first:
+            factor *= max(0.0, (end - step) / (end - first))
         return cfg.lr * factor
+
+    def _fit_decay_to_time(self, seconds_per_step: float) -> None:
+        """When the time budget will stop the run before the token budget does, start the
+        learning-rate decay at ``1 - lr_decay_fraction`` of the time budget and end it (and the
+        run) at the step the budget is expected to allow, so that a run cut by time still ends
+        annealed instead of at full learning rate. The window is set once and checkpointed."""
+        cfg = self.config
+        budget = cfg.time_budget_s
+        first, end = self.decay_window
+        if budget is None or not cfg.lr_decay_fraction or self.step >= first:
+            return
+        if end != cfg.total_steps or self.wall_s < (1 - cfg.lr_decay_fraction) * budget:
+            return
+        left = int((budget - self.wall_s) / max(seconds_per_step, 1e-9))
+        if self.step + left < end:
+            self.decay_window = (self.step, self.step + max(1, left))
+            logger.info(
+                "the time budget ends the run first: learning rate decays over steps %d-%d",
+                *self.decay_window,
+            )
 
     def l0_coefficient(self, step: int) -> float:
         """lambda at ``step``: the linear warm-up times the (possibly steered) base value."""
@@ -339,13 +364,16 @@ class Trainer:
                 if max_steps is not None and steps_here >= max_steps:
                     stopped_by = "steps"
                     break
-                if cfg.time_budget_s is not None and self.wall_s >= cfg.time_budget_s:
+                if cfg.time_budget_s is not None and (
+                    self.wall_s >= cfg.time_budget_s or self.step >= self.decay_window[1]
+                ):
                     stopped_by = "time"
                     break
                 before = self.tokens
                 self._train_step()
                 steps_here += 1
                 self.wall_s = wall_before + time.monotonic() - start
+                self._fit_decay_to_time((self.wall_s - wall_before) / steps_here)
                 if self.step % cfg.log_every_steps == 0:
                     now = time.monotonic()
                     point = self._log_point(now - last_log)
@@ -416,6 +444,7 @@ class Trainer:
             "scale": self.scale,
             "n_resampled": self.n_resampled,
             "wall_s": self.wall_s,
+            "decay_window": list(self.decay_window),
             "curve": [p._asdict() for p in self.curve],
             "since_log": self._since_log,
             "adam_param_groups": groups,
@@ -498,6 +527,9 @@ class Trainer:
         )
         trainer.n_resampled = int(meta["n_resampled"])
         trainer.wall_s = float(meta["wall_s"])
+        if "decay_window" in meta:  # checkpoints before it decayed over the token budget
+            first, end = (int(v) for v in meta["decay_window"])
+            trainer.decay_window = (first, end)
         trainer.curve = [CurvePoint(**p) for p in meta["curve"]]
         trainer._since_log = {k: float(v) for k, v in meta["since_log"].items()}
         source.restore(meta["source_state"])
