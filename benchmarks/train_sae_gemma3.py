@@ -29,6 +29,7 @@ import torch
 from scope_guard.reader import Reader
 from scope_guard.sae.jumprelu import SAEInfo
 from scope_guard.sae.training import TensorActivations, TextCorpus, Trainer, TrainingConfig
+from scope_guard.sae.training.checkpoint import read_checkpoint
 from scope_guard.sae.training.evaluation import (
     evaluate_sae,
     first_windows,
@@ -196,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--read-only", action="store_true", help="stop once the activations are read")
     p.add_argument("--threads", type=int, default=None, help="torch threads (1 on shared cores)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run checkpointed in OUT/checkpoint (its config; --train-minutes more)",
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -237,15 +243,23 @@ def main(argv: list[str] | None = None) -> int:
         log_every_steps=10,
     )
     per_step = step_seconds(base, acts)
-    steps = max(10, int(0.92 * 60 * args.train_minutes / per_step))
-    config = TrainingConfig(
-        **{
-            **base.to_dict(),
-            "token_budget": steps * args.batch_size,
-            "time_budget_s": 60 * args.train_minutes,
-        }
-    )
-    logger.info("%.2f s per step: %d steps, %d tokens", per_step, steps, config.token_budget)
+    checkpoint = args.out / "checkpoint"
+    if args.resume:  # the checkpointed config, with this call's minutes added to its time
+        meta = read_checkpoint(checkpoint).meta
+        saved, spent = TrainingConfig.from_dict(meta["config"]), float(meta["wall_s"])
+        config = TrainingConfig(
+            **{**saved.to_dict(), "time_budget_s": spent + 60 * args.train_minutes}
+        )
+    else:
+        steps = max(10, int(0.92 * 60 * args.train_minutes / per_step))
+        config = TrainingConfig(
+            **{
+                **base.to_dict(),
+                "token_budget": steps * args.batch_size,
+                "time_budget_s": 60 * args.train_minutes,
+            }
+        )
+    logger.info("%.2f s per step: %d tokens in all", per_step, config.token_budget)
     info = SAEInfo(
         d_model=reader.site_dim(site),
         d_sae=args.width,
@@ -253,12 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         source=str(args.out),
         model_name=reader.name,
     )
-    trainer = Trainer(
-        config,
-        TensorActivations(acts, name="gemma3-shared-data"),
-        info=info,
-        checkpoint_dir=args.out / "checkpoint",
-    )
+    activations = TensorActivations(acts, name="gemma3-shared-data")
+    if args.resume:
+        trainer = Trainer.resume(checkpoint, config, activations, info=info)
+    else:
+        trainer = Trainer(config, activations, info=info, checkpoint_dir=checkpoint)
 
     def progress(point: Any) -> None:
         logger.info(
