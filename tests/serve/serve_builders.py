@@ -105,17 +105,30 @@ def running(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(15)
         sock.close()
+        # A server that cannot stop is a defect of the app under test; left running, its
+        # thread would go on (a busy handler: spinning) through the rest of the session.
+        if thread.is_alive():
+            msg = "uvicorn did not stop within 15 s"
+            raise RuntimeError(msg)
 
 
 def hostile_app(kind: str, hits: list[str]) -> Any:
     """A server that answers ``/assess`` badly: ``500``, ``503``, ``not_json``,
-    ``not_report``, ``other_request``, ``slow`` (2 s), ``huge`` (an endless stream of bytes),
+    ``not_report``, ``other_request``, ``slow`` (answers after 2 s, or never if the client
+    hangs up first), ``huge`` (bytes without end, for as long as the client reads them),
     counting each hit in ``hits``."""
     import asyncio
 
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
+
+    async def hung_up(request: Any) -> bool:
+        # uvicorn drops what is sent to a closed connection without waiting, so a handler must
+        # look for the hang-up itself, or it runs on (an endless stream: without yielding to
+        # the event loop, which then can never shut the server down).
+        await asyncio.sleep(0)
+        return bool(await request.is_disconnected())
 
     async def assess(request: Any) -> Any:
         hits.append(kind)
@@ -140,12 +153,16 @@ def hostile_app(kind: str, hits: list[str]) -> Any:
             from starlette.responses import StreamingResponse
 
             async def endless() -> Any:
-                while True:
+                while not await hung_up(request):
                     yield b" " * 65536
 
             return StreamingResponse(endless(), media_type="application/json")
         if kind == "slow":
-            await asyncio.sleep(2)
+            deadline = asyncio.get_running_loop().time() + 2
+            while asyncio.get_running_loop().time() < deadline:
+                if await hung_up(request):
+                    return Response(status_code=499)  # nobody reads it
+                await asyncio.sleep(0.01)
         return JSONResponse({"request_id": body["exchange"]["request_id"]})
 
     return Starlette(routes=[Route("/assess", assess, methods=["POST"])])
