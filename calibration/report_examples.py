@@ -135,12 +135,8 @@ class ExampleScorer:
                     why=why,
                     response=response,
                     cut=len(reading.response) > shown or reading.response_truncated,
-                    spans=[(s.start, s.end, s.risk) for s in score.token_spans if s.end <= shown],
-                    risky=[
-                        (s.start, min(s.end, shown), s.risk)
-                        for s in score.risky_spans
-                        if s.start < shown
-                    ],
+                    spans=[(a, b, r) for a, b, r in score.token_spans if b <= shown],
+                    risky=[(a, min(b, shown), r) for a, b, r in score.risky_spans if a < shown],
                     span_threshold=score.span_threshold,
                     source=score.token_risk_source or "detector",
                 )

@@ -16,10 +16,11 @@ import numpy as np
 from detectors.calibration_map import CalibrationMap
 from detectors.feature_blocks import BlockKind, FeatureBlock, assemble, layout_width
 from detectors.latent_explanations import LatentExplanations, check_explanations
-from detectors.risk_spans import RiskSpan, risky_spans, token_spans
+from detectors.risk_spans import token_spans
 from scope_guard.errors import ArtifactError, ConfigError
 from scope_guard.risks import Risk
 from scope_guard.sites import Site
+from scope_guard.types import Span
 
 if TYPE_CHECKING:
     from detectors.grounding import GroundingResult
@@ -83,7 +84,8 @@ class ProbeScore:
             fitted on pooled rows.
         token_spans: ``token_risk`` as ``(start, end, risk)`` character spans of the response
             the reader read (``response[start:end]`` is the token); zero-width tokens left out.
-        risky_spans: Runs of tokens with risk ``>= span_threshold``, merged.
+        risky_spans: Runs of tokens with risk ``>= span_threshold``, merged
+            (:class:`detectors.risk_spans.TokenSpans`).
         span_threshold: :data:`TOKEN_PROBE_THRESHOLD` for token-probe risk, else the
             detector's own threshold.
     """
@@ -97,8 +99,8 @@ class ProbeScore:
     top_contributions: tuple[LatentContribution, ...] = ()
     token_risk: tuple[float, ...] | None = None
     token_risk_source: Literal["token_probe", "detector"] | None = None
-    token_spans: tuple[RiskSpan, ...] | None = None
-    risky_spans: tuple[RiskSpan, ...] = ()
+    token_spans: tuple[Span, ...] | None = None
+    risky_spans: tuple[Span, ...] = ()
     span_threshold: float | None = None
 
 
@@ -215,12 +217,12 @@ class ProbeDetector:
         logit = float(x @ self.coef + self.intercept)
         probability = float(self.calibration.apply(np.array([logit]))[0])
         token_risk, source, spans, span_threshold = None, None, None, None
-        risky: tuple[RiskSpan, ...] = ()
+        risky: tuple[Span, ...] = ()
         if per_token and self.needs_reader and reading is not None:
-            source, token_risk = self._token_risk(reading, grounding)
+            source, risks = self._token_risk(reading, grounding)
+            token_risk = tuple(risks.tolist())
             span_threshold = TOKEN_PROBE_THRESHOLD if source == "token_probe" else self.threshold
-            spans = token_spans(reading.offsets, token_risk)
-            risky = risky_spans(spans, span_threshold)
+            spans, risky = token_spans(reading.offsets, risks, span_threshold)
         return ProbeScore(
             detector=self.name,
             risk=self.risk,
@@ -238,7 +240,7 @@ class ProbeDetector:
 
     def _token_risk(
         self, reading: Reading, grounding: GroundingResult | None
-    ) -> tuple[Literal["token_probe", "detector"], tuple[float, ...]]:
+    ) -> tuple[Literal["token_probe", "detector"], np.ndarray]:
         """Per-token risk: the token probes' own probability when there are any, else the
         detector's probability of per-token rows (see :class:`ProbeScore`)."""
         token_blocks = [b for b in self.blocks if b.kind is BlockKind.TOKENS]
@@ -252,11 +254,11 @@ class ProbeDetector:
                 ],
                 axis=0,
             )
-            return "token_probe", tuple(float(p) for p in scores.reshape(-1))
+            return "token_probe", scores.reshape(-1)
         rows = assemble(
             self.blocks, reading=reading, saes=self.saes, grounding=grounding, per_token=True
         )
-        return "detector", tuple(float(p) for p in self.predict_proba(rows))
+        return "detector", self.predict_proba(rows)
 
     def _top(self, x: np.ndarray, k: int) -> tuple[LatentContribution, ...]:
         contributions = x * self.coef

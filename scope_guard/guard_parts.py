@@ -19,9 +19,7 @@ from scope_guard.types import (
     Exchange,
     FlaggedClaim,
     GroundingSummary,
-    LatentNote,
     RiskReport,
-    RiskSpan,
 )
 
 if TYPE_CHECKING:
@@ -79,28 +77,30 @@ def grounding_summary(result: GroundingResult | None) -> GroundingSummary | None
 
 
 def _detector_score(score: ProbeScore) -> DetectorScore:
-    spans = score.token_spans
-    return DetectorScore(
-        detector=score.detector,
-        risk=str(score.risk),
-        probability=score.probability,
-        threshold=score.threshold,
-        flagged=score.flagged,
-        top_latents=[
-            LatentNote(
-                name=c.name,
-                latent=c.latent,
-                contribution=c.contribution,
-                url=c.url,
-                contexts=list(c.contexts),
-            )
-            for c in score.top_contributions
-        ],
-        token_risk=list(score.token_risk) if score.token_risk is not None else None,
-        token_risk_source=score.token_risk_source,
-        token_spans=[RiskSpan(**s._asdict()) for s in spans] if spans is not None else None,
-        risky_spans=[RiskSpan(**s._asdict()) for s in score.risky_spans],
-        span_threshold=score.span_threshold,
+    # One validation of plain data (spans are tuples): cheap even for long responses.
+    return DetectorScore.model_validate(
+        {
+            "detector": score.detector,
+            "risk": str(score.risk),
+            "probability": score.probability,
+            "threshold": score.threshold,
+            "flagged": score.flagged,
+            "top_latents": [
+                {
+                    "name": c.name,
+                    "latent": c.latent,
+                    "contribution": c.contribution,
+                    "url": c.url,
+                    "contexts": list(c.contexts),
+                }
+                for c in score.top_contributions
+            ],
+            "token_risk": list(score.token_risk) if score.token_risk is not None else None,
+            "token_risk_source": score.token_risk_source,
+            "token_spans": score.token_spans,
+            "risky_spans": score.risky_spans,
+            "span_threshold": score.span_threshold,
+        }
     )
 
 

@@ -22,8 +22,16 @@ __all__ = [
     "LatentNote",
     "Outcome",
     "RiskReport",
-    "RiskSpan",
+    "Span",
 ]
+
+Span = tuple[int, int, float]
+"""``(start, end, risk)``: characters ``start:end`` of the assessed response and their risk in
+[0, 1]. Offsets index the response as the guard read it: the caller's text up to the guard's
+response limit (see ``RiskReport.truncated``), lone surrogates replaced one for one, so
+``response[start:end]`` of the caller's own string is the text. Tokens that split one
+character (byte-fallback tokens of an emoji) share its offsets. A triple, not an object: one
+per response token, and a model per token would cost more than scoring the response."""
 
 
 class Action(StrEnum):
@@ -150,21 +158,6 @@ class LatentNote(BaseModel):
     contexts: list[str] = Field(default_factory=list)
 
 
-class RiskSpan(BaseModel):
-    """Characters ``start:end`` of the assessed response and their risk in [0, 1].
-
-    Offsets index the response as the guard read it: the caller's text up to the guard's
-    response limit (see ``RiskReport.truncated``), lone surrogates replaced one for one, so
-    ``response[start:end]`` of the caller's own string is the highlighted text. Tokens that
-    split one character (byte-fallback tokens of an emoji) share its offsets.
-    """
-
-    model_config = ConfigDict(frozen=True)
-    start: int = Field(ge=0)
-    end: int = Field(ge=0)
-    risk: float
-
-
 class DetectorScore(BaseModel):
     """One detector's calibrated score.
 
@@ -181,9 +174,10 @@ class DetectorScore(BaseModel):
         token_risk_source: ``"token_probe"``: the detector's token probes' probability that a
             token lies in a risky span; ``"detector"``: the detector's probability with the
             token standing for the whole response (a proxy).
-        token_spans: ``token_risk`` as character spans of the response, for highlighting.
-        risky_spans: Runs of tokens with risk ``>= span_threshold``, merged (risk: the run's
-            riskiest token).
+        token_spans: ``token_risk`` as :data:`Span` triples ``(start, end, risk)`` of the
+            response, for highlighting (zero-width tokens left out).
+        risky_spans: Runs of tokens with risk ``>= span_threshold``, merged, as :data:`Span`
+            triples (risk: the run's riskiest token).
         span_threshold: 0.5 for token-probe risk, else the detector's threshold.
     """
 
@@ -197,8 +191,8 @@ class DetectorScore(BaseModel):
     top_latents: list[LatentNote] = Field(default_factory=list)
     token_risk: list[float] | None = None
     token_risk_source: str | None = None
-    token_spans: list[RiskSpan] | None = None
-    risky_spans: list[RiskSpan] = Field(default_factory=list)
+    token_spans: list[Span] | None = None
+    risky_spans: list[Span] = Field(default_factory=list)
     span_threshold: float | None = None
 
 

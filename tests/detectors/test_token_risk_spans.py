@@ -4,6 +4,8 @@ RiskReport, and what the risk log keeps of them."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ import torch
 from detectors.calibration_map import CalibrationMap
 from detectors.feature_blocks import BlockKind, FeatureBlock, assemble
 from detectors.probe import TOKEN_PROBE_THRESHOLD, ProbeDetector
-from detectors.risk_spans import RiskSpan, risky_spans, token_spans
+from detectors.risk_spans import token_spans
 from scope_guard.guard import ScopeGuard
 from scope_guard.reader import Reader
 from scope_guard.risklog.record import RiskRecord
@@ -107,15 +109,14 @@ def test_spans_index_the_response_text(reader, sae, response):
         if b > a
     ]
     assert len(score.token_spans) == len(wide)
-    for span, (token, risk) in zip(score.token_spans, wide, strict=True):
-        assert response[span.start : span.end] == token
-        assert span.risk == risk
+    for (start, end, span_risk), (token, risk) in zip(score.token_spans, wide, strict=True):
+        assert response[start:end] == token
+        assert span_risk == risk
     # the spans cover the response text, in order
     if response.strip():
-        assert score.token_spans[0].start <= len(response) - len(response.lstrip()) + 1
+        assert score.token_spans[0][0] <= len(response) - len(response.lstrip()) + 1
         assert all(
-            a.start <= b.start
-            for a, b in zip(score.token_spans, score.token_spans[1:], strict=False)
+            a[0] <= b[0] for a, b in zip(score.token_spans, score.token_spans[1:], strict=False)
         )
 
 
@@ -127,7 +128,7 @@ def test_without_a_token_probe_the_risk_is_the_detectors_on_each_token(reader, s
     np.testing.assert_allclose(score.token_risk, det.predict_proba(rows))
     assert score.token_risk_source == "detector"
     assert score.span_threshold == 0.3
-    assert score.risky_spans == risky_spans(score.token_spans, 0.3)
+    assert score.risky_spans == reference_runs(score.token_spans, 0.3)
 
 
 def test_with_a_token_probe_the_risk_is_the_probes_own_probability(reader):
@@ -143,19 +144,11 @@ def test_with_a_token_probe_the_risk_is_the_probes_own_probability(reader):
     rows = assemble(det.blocks, reading=reading, per_token=True)
     assert not np.allclose(score.token_risk, det.predict_proba(rows))
     # risky spans: the runs of tokens at or above 0.5, by hand
-    risky = [s for s in score.token_spans if s.risk >= 0.5]
+    risky = [(a, b) for a, b, r in score.token_spans if r >= 0.5]
     assert risky, "the seed gives some risky tokens"
-    covered = {c for s in score.risky_spans for c in range(s.start, s.end)}
-    assert all(c in covered for s in risky for c in range(s.start, s.end))
-    # a calm token is outside every run, unless it shares characters with a risky one (the
-    # byte tokens of one "ü" share its offsets)
-    risky_chars = {c for s in risky for c in range(s.start, s.end)}
-    calm = [s for s in score.token_spans if s.risk < 0.5]
-    calm = [s for s in calm if not risky_chars & set(range(s.start, s.end))]
-    assert calm
-    for s in calm:
-        inside = [r for r in score.risky_spans if r.start <= s.start and s.end <= r.end]
-        assert not inside
+    assert score.risky_spans == reference_runs(score.token_spans, 0.5)
+    covered = {c for a, b, _ in score.risky_spans for c in range(a, b)}
+    assert all(c in covered for a, b in risky for c in range(a, b))
 
 
 def test_two_token_probes_average(reader):
@@ -175,20 +168,47 @@ def test_no_per_token_no_spans(reader, sae):
     assert score.span_threshold is None
 
 
+def reference_runs(spans, threshold):
+    """The risky runs, one token at a time (what the vectorized version must equal)."""
+    out: list[list[float]] = []
+    previous_hot, previous_end = False, 0
+    for start, end, risk in spans:
+        hot = risk >= threshold
+        if hot and previous_hot and start <= previous_end + 1:
+            out[-1][1] = max(out[-1][1], end)
+            out[-1][2] = max(out[-1][2], risk)
+        elif hot:
+            out.append([start, end, risk])
+        previous_hot, previous_end = hot, end
+    return tuple(tuple(run) for run in out)
+
+
 def test_risky_runs_by_hand():
-    spans = token_spans(
-        [(0, 3), (3, 7), (8, 12), (12, 12), (13, 15), (16, 20), (20, 25)],
-        [0.9, 0.2, 0.6, 0.99, 0.7, 0.1, 0.8],
-    )
-    assert RiskSpan(12, 12, 0.99) not in spans  # zero-width tokens carry no characters
-    assert risky_spans(spans, 0.5) == (
-        RiskSpan(0, 3, 0.9),
-        RiskSpan(8, 15, 0.7),  # joined across one space
-        RiskSpan(20, 25, 0.8),
-    )
-    assert risky_spans(spans, 0.95) == ()
+    offsets = [(0, 3), (3, 7), (8, 12), (12, 12), (13, 15), (16, 20), (20, 25)]
+    spans = token_spans(offsets, [0.9, 0.2, 0.6, 0.99, 0.7, 0.1, 0.8], 0.5)
+    assert (12, 12, 0.99) not in spans.tokens  # zero-width tokens carry no characters
+    assert len(spans.tokens) == 6
+    assert spans.risky == ((0, 3, 0.9), (8, 15, 0.7), (20, 25, 0.8))  # 8-15: across a space
+    assert token_spans(offsets, [0.9, 0.2, 0.6, 0.99, 0.7, 0.1, 0.8], 0.95).risky == ()
+    assert token_spans([], [], 0.5) == ((), ())
     with pytest.raises(ValueError, match="2 token offsets but 1"):
-        token_spans([(0, 1), (1, 2)], [0.5])
+        token_spans([(0, 1), (1, 2)], [0.5], 0.5)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_risky_runs_equal_the_one_token_at_a_time_reference(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 60))
+    widths = rng.integers(0, 4, size=n)  # some zero-width tokens
+    gaps = rng.integers(0, 3, size=n)  # 0: adjacent, 1: a space, 2: a break
+    starts = np.cumsum(np.r_[0, (widths + gaps)[:-1]]) if n else np.zeros(0, int)
+    offsets = [(int(a), int(a + w)) for a, w in zip(starts, widths, strict=True)]
+    risks = rng.uniform(size=n).tolist()
+    spans = token_spans(offsets, risks, 0.5)
+    assert spans.tokens == tuple(
+        (a, b, r) for (a, b), r in zip(offsets, risks, strict=True) if b > a
+    )
+    assert spans.risky == reference_runs(spans.tokens, 0.5)
 
 
 # ------------------------------------------------------------------ the report and the log
@@ -200,15 +220,19 @@ def guard(reader, sae):
 def test_the_risk_report_carries_spans_of_the_callers_response(guard):
     response = "It opened in 1901 🌉, according to the passage."
     exchange = Exchange(question="When?", contexts=["It opened in 1901."], response=response)
-    (score,) = guard.assess(exchange).detectors
+    report = guard.assess(exchange)
+    (score,) = report.detectors
     assert score.token_spans is not None
     assert score.token_risk is not None
-    assert all(0 <= s.start < s.end <= len(response) for s in score.token_spans)
-    covered = {c for s in score.token_spans for c in range(s.start, s.end)}
+    assert all(0 <= start < end <= len(response) for start, end, _ in score.token_spans)
+    covered = {c for start, end, _ in score.token_spans for c in range(start, end)}
     assert {i for i, ch in enumerate(response) if not ch.isspace()} <= covered
     # threshold 0: every token is risky, and the runs cover the whole response
     assert score.span_threshold == 0.0
-    assert [(s.start, s.end) for s in score.risky_spans] == [(0, len(response))]
+    assert [(start, end) for start, end, _ in score.risky_spans] == [(0, len(response))]
+    # the JSON a UI reads: [start, end, risk] triples
+    dumped = json.loads(report.model_dump_json())["detectors"][0]
+    assert dumped["token_spans"][0] == list(score.token_spans[0])
     assert score.token_risk_source == "detector"
 
 
@@ -239,5 +263,6 @@ def test_the_risk_log_keeps_no_token_risk_and_risky_spans_only_with_log_text(gua
     assert all("contexts" not in note for note in entry["top_latents"])
     assert ("risky_spans" in entry) is log_text
     if log_text:
-        assert entry["risky_spans"] == [s.model_dump() for s in report.detectors[0].risky_spans]
+        assert entry["risky_spans"] == [list(s) for s in report.detectors[0].risky_spans]
+        assert entry["risky_spans"]
     assert "bridge" not in record.model_dump_json()
