@@ -105,6 +105,9 @@ def _md_highlight(block: Highlight) -> str:
             out.append(_md_inline(text))
             continue
         core = text.strip()
+        if not core:  # a run of spaces marks nothing readable
+            out.append(_md_text(text))
+            continue
         lead, tail = text[: len(text) - len(text.lstrip())], text[len(text.rstrip()) :]
         out.append(f"{_md_text(lead)}**⟦{_md_inline(core)}⟧** ({risk:.2f}){_md_text(tail)}")
     return f"**{_md_inline(block.caption)}**\n\n> {''.join(out)}"

@@ -198,3 +198,13 @@ def test_pick_rows_shows_hits_false_alarms_and_misses():
 def test_the_number_of_examples_is_bounded(n):
     with pytest.raises(ConfigError, match="examples"):
         check_examples(n)  # type: ignore[arg-type]
+
+
+def test_a_risky_run_of_spaces_marks_nothing_in_markdown():
+    text = "a   b"
+    example = _example().model_copy(
+        update={"response": text, "spans": [(1, 4, 0.9)], "risky": [(1, 4, 0.9)]}
+    )
+    markdown = render_markdown(_report(examples=[example]), {})
+    assert "⟦⟧" not in markdown
+    assert "> a   b" in markdown
