@@ -23,6 +23,7 @@ from sklearn.linear_model import LogisticRegression
 
 from calibration.labeled import LabeledSpan
 from calibration.splits import group_folds
+from detectors.risk_spans import token_spans
 from detectors.token_scoring import AGGREGATES, TokenProbe, aggregate_scores
 from scope_guard.errors import InputError
 from scope_guard.risks import Risk
@@ -149,16 +150,11 @@ def cross_fit_aggregates(
 def predicted_spans(
     offsets: np.ndarray, scores: np.ndarray, threshold: float
 ) -> list[tuple[int, int]]:
-    """Character spans of runs of consecutive tokens scoring at least ``threshold``."""
-    spans: list[tuple[int, int]] = []
-    for (start, end), score in zip(np.asarray(offsets).reshape(-1, 2), scores, strict=True):
-        if score < threshold:
-            continue
-        if spans and start <= spans[-1][1] + 1:
-            spans[-1] = (spans[-1][0], max(spans[-1][1], int(end)))
-        else:
-            spans.append((int(start), int(end)))
-    return spans
+    """Character spans of runs of consecutive tokens scoring at least ``threshold`` (the
+    guard's own :func:`~detectors.risk_spans.token_spans`, so that the report and the runtime
+    highlight the same spans)."""
+    pairs = [(int(a), int(b)) for a, b in np.asarray(offsets).reshape(-1, 2)]
+    return [(start, end) for start, end, _ in token_spans(pairs, scores, threshold).risky]
 
 
 def _chars(spans: Sequence[tuple[int, int]]) -> set[int]:
