@@ -105,6 +105,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--breakdown", help="meta field for per-value metrics (default: auto)")
+    p.add_argument(
+        "--examples",
+        type=int,
+        default=3,
+        help="held-out responses the report shows with their per-token risk (their text is "
+        "copied into the report; 0: none)",
+    )
     p.add_argument("--limit", type=int, help="use only the first N examples")
     p.add_argument("--cache-dir", help="feature cache (default: ~/.cache/scope_guard/features)")
     add_ray_arguments(p)
@@ -136,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         breakdown=args.breakdown,
         evaluation=args.evaluation,
         n_outer=args.outer_folds,
+        examples=args.examples,
     )
     reader_blocks = bool(args.token_site or args.lookback)
     if args.grounding_only and (args.reader or args.sae or args.raw_site or reader_blocks):

@@ -17,13 +17,11 @@ def test_calibrate_with_token_probe_and_lookback_then_evaluate(tmp_path, capsys)
     common = ["--no-progress", "--cache-dir", str(tmp_path / "cache"), "--json"]
     args = ["calibrate", str(data), "--risk", "fabrication", "--reader", "miniature"]
     args += ["--token-site", "resid_post@2", "--lookback", "--C", "1", "--folds", "3"]
-    args += ["--bootstrap", "20", "--out", str(bundle), *common]
+    args += ["--bootstrap", "20", "--examples", "1", "--out", str(bundle), *common]
     assert main(args) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert {e["detector"] for e in payload["evaluations"]} == {
-        "fabrication",
-        "fabrication-grounding",
-    }
+    shown = {e["detector"]: len(e["examples"]) for e in payload["evaluations"]}
+    assert shown == {"fabrication": 1, "fabrication-grounding": 0}  # --examples reaches the report
     manifest = (bundle / "manifest.json").read_text()
     assert '"lookback"' in manifest
     assert '"tokens"' in manifest
