@@ -41,7 +41,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from benchmarks.behaviours.baselines import baselines
-from benchmarks.behaviours.candidates import FAMILIES, Sweep, build_sweep, sae_name, sites_of
+from benchmarks.behaviours.candidates import (
+    FAMILIES,
+    SAE_PART_POOLINGS,
+    Sweep,
+    build_sweep,
+    sae_name,
+    sites_of,
+)
 from benchmarks.behaviours.features import POOLINGS, extract, load_features
 from benchmarks.behaviours.probes import GRID, NestedResult, metrics_of, nested_cv, select
 from benchmarks.behaviours.sets import SETS, BehaviourSet, curve_rows, load_set
@@ -94,7 +101,12 @@ def _selections(
 def _sae_figures(
     sae: Any, sae_site: Site, sweep: Sweep, scored: dict[str, Any], selected: dict[str, Any]
 ) -> dict[str, Any]:
-    """The SAE candidates beside the raw ones at the same site and pooling, and the gaps."""
+    """The SAE candidates beside the raw ones at the same site and pooling, and the gaps.
+
+    Where a gap comes from: a probe on the SAE's reconstruction reads what the codes hold
+    through their decoder (mean-pooled, a 640-wide linear map of the mean-pooled codes); a
+    probe on its error reads what the SAE leaves out.
+    """
     poolings = {}
     for pooling in POOLINGS:
         s_fig, r_fig = scored[sae_name(sae_site, pooling)], scored[f"{sae_site}/{pooling}"]
@@ -103,6 +115,9 @@ def _sae_figures(
             "raw_auroc": r_fig["auroc"],
             "gap_raw_minus_sae": round(r_fig["auroc"] - s_fig["auroc"], 4),
         }
+    for pooling in SAE_PART_POOLINGS:
+        for part in ("reconstruction", "error"):
+            poolings[pooling][f"{part}_auroc"] = scored[sae_name(sae_site, pooling, part)]["auroc"]
     sae_sel, raw_sel = selected["sae"], selected["raw_at_sae_site"]
     return {
         "site": str(sae_site),
@@ -187,6 +202,7 @@ def evaluate_set(
         "selected": selected,
         "sweep": {name: scored[name] for name in sweep.families["raw"]},
         "sae_sweep": {name: scored[name] for name in sweep.families["sae"]},
+        "sae_parts": {name: scored[name] for name in sweep.families["sae_parts"]},
         "baselines": {name.split(":", 1)[1]: scored[name] for name in baseline_feats},
     }
     if sae is not None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from benchmarks.behaviours.features import POOLINGS, SetFeatures, pool, sae_pooled
+from benchmarks.behaviours.features import POOLINGS, SetFeatures, pool, pool_tokens, sae_read
 from scope_guard.sites import Site
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FAMILIES",
     "MULTI_SITE_POOLINGS",
+    "SAE_PART_POOLINGS",
     "Sweep",
     "build_sweep",
     "joined_name",
@@ -35,6 +36,9 @@ __all__ = [
 MULTI_SITE_POOLINGS = ("mean", "last", "mean+last")
 """Poolings of the all-sites candidates (``mean_max`` of three sites would be 3,840 columns
 for no pooling that the single sites lack)."""
+
+SAE_PART_POOLINGS = ("mean", "mean_max")
+"""Poolings of the SAE's reconstruction and error (diagnostics, never selected)."""
 
 FAMILIES = ("all", "raw", "raw_at_sae_site", "sae")
 """``all``: every raw and SAE candidate (the headline); ``raw``: raw activations only;
@@ -48,7 +52,9 @@ class Sweep(NamedTuple):
     Attributes:
         features: Name -> ``(n, d)`` features, rows aligned with the set.
         sites: Name -> the raw sites it reads (empty for SAE candidates).
-        families: Family (:data:`FAMILIES`) -> candidate names, in sweep order.
+        families: Family (:data:`FAMILIES`) -> candidate names, in sweep order; and
+            ``sae_parts``: probes on the SAE's reconstruction and on its error at the SAE's
+            site, which locate an SAE-vs-raw gap (no family selects them).
     """
 
     features: dict[str, np.ndarray]
@@ -73,9 +79,11 @@ def sites_of(name: str) -> list[Site]:
     return sites
 
 
-def sae_name(site: Site, pooling: str) -> str:
-    """The name of the SAE candidate at ``site`` in ``pooling``."""
-    return f"sae:{site}/{pooling}"
+def sae_name(site: Site, pooling: str, part: str = "codes") -> str:
+    """The name of the SAE candidate at ``site`` in ``pooling``: its codes, or (``part``) its
+    ``reconstruction`` or ``error``."""
+    prefix = "sae" if part == "codes" else f"sae-{part}"
+    return f"{prefix}:{site}/{pooling}"
 
 
 def build_sweep(
@@ -102,15 +110,23 @@ def build_sweep(
     raw = list(feats)
     at_site = [n for n in raw if sae_site is not None and reads[n] == (sae_site,)]
     sae_names: list[str] = []
+    parts: list[str] = []
     if sae is not None and sae_site is not None:
-        for pooling, X in sae_pooled(sae, features.tokens[sae_site], POOLINGS).items():
+        reading = sae_read(sae, features.tokens[sae_site])
+        for pooling in POOLINGS:
             name = sae_name(sae_site, pooling)
-            feats[name], reads[name] = X, ()
+            feats[name], reads[name] = pool_tokens(reading.codes, pooling), ()
             sae_names.append(name)
+        for part in ("reconstruction", "error"):
+            for pooling in SAE_PART_POOLINGS:
+                name = sae_name(sae_site, pooling, part)
+                feats[name], reads[name] = pool_tokens(getattr(reading, part), pooling), ()
+                parts.append(name)
     families = {
         "all": raw + sae_names,
         "raw": raw,
         "raw_at_sae_site": at_site if sae_names else [],
         "sae": sae_names,
+        "sae_parts": parts,
     }
     return Sweep(feats, reads, families)

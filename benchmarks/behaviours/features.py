@@ -33,13 +33,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "POOLINGS",
+    "SAEReading",
     "SetFeatures",
     "example_keys",
     "extract",
     "load_features",
     "pool",
     "pool_tokens",
-    "sae_pooled",
+    "sae_read",
 ]
 
 POOLINGS = ("mean", "last", "mean_max", "mean+last")
@@ -166,20 +167,34 @@ def pool(features: SetFeatures, site: Site, pooling: str) -> np.ndarray:
     return pool_tokens(features.tokens[site], pooling)
 
 
-def sae_pooled(
-    sae: JumpReLUSAE, tokens: Sequence[np.ndarray], poolings: Sequence[str]
-) -> dict[str, np.ndarray]:
-    """Each example's SAE codes (encoded once), pooled in each of ``poolings``.
+class SAEReading(NamedTuple):
+    """One set's per-token SAE outputs, per example.
 
-    Returns:
-        Pooling -> ``(n, n_latents * parts)``.
+    Attributes:
+        codes: ``(n_tokens_i, n_latents)`` codes.
+        reconstruction: ``(n_tokens_i, d_model)`` reconstructions ``codes @ W_dec + b_dec``.
+        error: ``(n_tokens_i, d_model)`` what the SAE leaves out: activation - reconstruction.
     """
+
+    codes: list[np.ndarray]
+    reconstruction: list[np.ndarray]
+    error: list[np.ndarray]
+
+
+def sae_read(sae: JumpReLUSAE, tokens: Sequence[np.ndarray]) -> SAEReading:
+    """Each example's per-token activations through the SAE (encoded once)."""
     import torch
 
-    codes = []
+    codes, recon, error = [], [], []
     with torch.inference_mode():
         for acts in tokens:
             x = torch.from_numpy(np.ascontiguousarray(acts, dtype=np.float32))
-            empty = acts.shape[0] == 0
-            codes.append(np.zeros((0, sae.n_latents)) if empty else sae.encode(x).float().numpy())
-    return {p: pool_tokens(codes, p) for p in poolings}
+            if x.shape[0] == 0:
+                f, x_hat = torch.zeros(0, sae.n_latents), torch.zeros_like(x)
+            else:
+                f = sae.encode(x).float()
+                x_hat = sae.decode(f.to(sae.dtype)).float()
+            codes.append(f.numpy())
+            recon.append(x_hat.numpy())
+            error.append((x - x_hat).numpy())
+    return SAEReading(codes, recon, error)

@@ -52,6 +52,9 @@ def _set_table(r: dict[str, Any]) -> str:
     n_latents = r.get("sae_probe", {}).get("n_latents")
     for name, f in r.get("sae_sweep", {}).items():
         text += _row(f"ridge SAE {name.removeprefix('sae:')} ({n_latents} latents)", f)
+    for name, f in r.get("sae_parts", {}).items():
+        part, rest = name.split(":", 1)
+        text += _row(f"diagnostic: ridge on the SAE's {part.removeprefix('sae-')} {rest}", f)
     for name, f in r["baselines"].items():
         text += _row(f"baseline: {name}", f)
     return text + "\n"
@@ -73,6 +76,24 @@ def _gap_table(results: list[dict[str, Any]]) -> str:
             f"| {r['set']} | {s['selected_auroc']:.3f} | {s['raw_selected_auroc_same_site']:.3f} "
             f"| {s['gap_raw_minus_sae']:+.3f} |{gaps}\n"
         )
+    return text + "\n" + _parts_table(rows)
+
+
+def _parts_table(rows: list[dict[str, Any]]) -> str:
+    """Where a gap comes from: raw, codes, reconstruction and error probes, one pooling each."""
+    first = rows[0]["sae_probe"]["per_pooling"]
+    poolings = [p for p in first if "error_auroc" in first[p]]
+    if not poolings:
+        return ""
+    text = "| set | pooling | raw | SAE codes | SAE reconstruction | SAE error |\n"
+    text += "|---|---|---|---|---|---|\n"
+    for r in rows:
+        for p in poolings:
+            f = r["sae_probe"]["per_pooling"][p]
+            text += (
+                f"| {r['set']} | {p} | {f['raw_auroc']:.3f} | {f['sae_auroc']:.3f} "
+                f"| {f['reconstruction_auroc']:.3f} | {f['error_auroc']:.3f} |\n"
+            )
     return text + "\n"
 
 

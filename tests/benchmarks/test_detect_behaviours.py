@@ -280,6 +280,16 @@ def test_sweep_candidates_families_and_names() -> None:
     np.testing.assert_allclose(sweep.features["resid_post@1/last"][1], tokens[sites[0]][1][-1])
     assert sweep.features["sae:resid_post@2/mean_max"].shape == (3, 48)
     assert (sweep.features["sae:resid_post@2/mean"] >= 0).all()
+    # The reconstruction and the error add up to the activations, pooled alike.
+    assert sweep.families["sae_parts"] == [
+        f"sae-{part}:resid_post@2/{p}"
+        for part in ("reconstruction", "error")
+        for p in ("mean", "mean_max")
+    ]
+    whole = sweep.features["sae-reconstruction:resid_post@2/mean"]
+    whole = whole + sweep.features["sae-error:resid_post@2/mean"]
+    np.testing.assert_allclose(whole, sweep.features["resid_post@2/mean"], rtol=1e-5, atol=1e-6)
+    assert not set(sweep.families["sae_parts"]) & set(sweep.families["all"])
     no_sae = build_sweep(feats, sites)
     assert no_sae.families["sae"] == []
     assert no_sae.families["all"] == no_sae.families["raw"]
@@ -333,6 +343,8 @@ def test_evaluate_set_and_tables_end_to_end(tmp_path: Path) -> None:
         gap["raw_selected_auroc_same_site"] - gap["selected_auroc"], abs=1e-4
     )
     assert set(out["baselines"]) >= {"length", "letter"}
+    assert len(out["sae_parts"]) == 4
+    assert set(gap["per_pooling"]["mean_max"]) >= {"reconstruction_auroc", "error_auroc"}
     assert _most_selected_site(["resid_post@1+2/mean", "resid_post@2/last"]) == sites[1]
     (point,) = out["learning_curve"]
     assert point["units"] == 12
@@ -343,6 +355,8 @@ def test_evaluate_set_and_tables_end_to_end(tmp_path: Path) -> None:
     text = render(tmp_path, ["tiny"])
     assert "**selected: all candidates**" in text
     assert "ridge SAE resid_post@2/mean_max (24 latents)" in text
+    assert "| tiny | mean_max | " in text  # where the gap comes from
+    assert "diagnostic: ridge on the SAE's error resid_post@2/mean" in text
     assert "| tiny | 12 | 24 |" in text  # the learning curve
     assert "| tiny | 20 | 40 |" in text
 
