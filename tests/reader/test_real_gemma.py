@@ -17,6 +17,7 @@ from detectors.feature_blocks import BlockKind, FeatureBlock
 from detectors.probe import ProbeDetector
 from scope_guard.features import Pooling
 from scope_guard.reader import Reader
+from scope_guard.risks import Risk
 
 pytestmark = pytest.mark.real_weights
 
@@ -94,6 +95,7 @@ def test_weights_equal_the_gguf_dequantizer(real_gemma_folder):
     from scope_guard.reader.gguf import _hf_name, find_gguf_source
 
     source = find_gguf_source("gemma-3-270m")
+    assert source is not None
     wanted = {"blk.9.attn_q.weight", "blk.9.ffn_down.weight", "blk.9.post_ffw_norm.weight"}
     with safe_open(real_gemma_folder / "model.safetensors", framework="pt") as saved:
         for tensor in GGUFReader(source.path).tensors:
@@ -127,7 +129,7 @@ def test_a_bundle_made_with_it_round_trips(reader, tmp_path):
     rng = np.random.default_rng(0)
     detector = ProbeDetector(
         name="fabrication",
-        risk="fabrication",
+        risk=Risk.FABRICATION,
         blocks=[block],
         coef=rng.normal(0, 0.01, 640),
         intercept=0.0,

@@ -50,6 +50,7 @@ def miniature_bundle(folder: Path) -> Path:
     from detectors.probe import ProbeDetector
     from scope_guard.features import Pooling
     from scope_guard.reader import Reader
+    from scope_guard.risks import Risk
     from scope_guard.sites import Site
 
     site = Site.parse("resid_post@3")
@@ -59,7 +60,7 @@ def miniature_bundle(folder: Path) -> Path:
     detectors = [
         ProbeDetector(
             name=risk,
-            risk=risk,
+            risk=Risk(risk),
             blocks=[FeatureBlock(kind=BlockKind.RAW, site=str(site), d=d, pooling=Pooling.MEAN)],
             coef=rng.normal(size=d) * 0.1,
             intercept=0.0,
