@@ -17,6 +17,7 @@ from detectors.feature_blocks import BlockKind, FeatureBlock
 from detectors.probe import ProbeDetector
 from scope_guard.features import Pooling
 from scope_guard.reader import Reader
+from scope_guard.reader.sources import resolve_reader_folder
 from scope_guard.risks import Risk
 
 pytestmark = pytest.mark.real_weights
@@ -107,18 +108,19 @@ def test_weights_equal_the_gguf_dequantizer(real_gemma_folder):
             np.testing.assert_array_equal(got, expected.reshape(got.shape) - float(is_norm))
 
 
-def test_float32_and_bfloat16_loads_share_one_fingerprint(reader, real_cache):
-    # By name, through the persistent cache: float32 is the fixture's conversion, bfloat16 is
-    # converted there once (the demo's reader on CPUs with bf16 shares it), not in every
-    # session's test cache.
+def test_float32_and_bfloat16_loads_share_one_fingerprint(reader, real_gemma_folder, real_cache):
+    # By name, through the persistent cache (converted there once per machine, not into each
+    # session's test cache): float32 names the folder the module's reader was loaded from, so
+    # that reader stands for it; bfloat16 is a conversion of its own (the demo's on CPUs with
+    # bf16). The module's reader reaches layer 17: its fingerprint up to layer 9 is compared.
+    assert resolve_reader_folder("gemma-3-270m", dtype=torch.float32) == real_gemma_folder
     bf16 = Reader.from_pretrained("gemma-3-270m", ["resid_post@9"], dtype="bfloat16")
-    f32 = Reader.from_pretrained("gemma-3-270m", ["resid_post@9"], dtype="float32")
-    assert bf16.dtype == torch.bfloat16
-    assert bf16.fingerprint == f32.fingerprint
-    assert bf16.tokenizer_fingerprint == f32.tokenizer_fingerprint == reader.tokenizer_fingerprint
+    assert (bf16.dtype, reader.dtype) == (torch.bfloat16, torch.float32)
+    assert bf16.fingerprint == reader.fingerprint_upto(9)
+    assert bf16.tokenizer_fingerprint == reader.tokenizer_fingerprint
     assert "Q4_K_M GGUF, dequantized" in bf16.name
     # The bf16 reader reads the same exchange to bf16 precision.
-    a = f32.read(PROMPT, RESPONSE).activation("resid_post@9")
+    a = reader.read(PROMPT, RESPONSE).activation("resid_post@9")
     b = bf16.read(PROMPT, RESPONSE).activation("resid_post@9").float()
     assert torch.nn.functional.cosine_similarity(a, b, dim=1).min() > 0.97
 
