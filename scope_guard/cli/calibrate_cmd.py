@@ -198,7 +198,9 @@ def run(args: argparse.Namespace) -> int:
         grounding = GroundingDetector()
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_root() / "features"
     if on_ray is not None and reader is not None:
-        _extract_on_ray(dataset.with_label(risk), reader, saes, raw_sites, cache, on_ray, args)
+        _extract_on_ray(
+            dataset.with_label(risk), reader, saes, raw_sites, token_sites, cache, on_ray, args
+        )
     result = calibrate(
         dataset,
         settings,
@@ -229,6 +231,7 @@ def _extract_on_ray(
     reader: Reader,
     saes: dict[Site, JumpReLUSAE],
     raw_sites: list[Site],
+    token_sites: list[Site],
     cache: Path,
     options: RayOptions,
     args: argparse.Namespace,
@@ -248,8 +251,12 @@ def _extract_on_ray(
             cache_dir=cache,
             progress=not args.no_progress,
             runner=RayRunner(options),
+            token_sites=token_sites,
+            lookback=args.lookback,
         )
-    note(f"ray: {got.n_computed} of {len(dataset)} rows read on {options.actors} actor(s)")
+    note(
+        f"ray: {got.n_computed} of {len(dataset)} rows read by a pool of {options.actors} actor(s)"
+    )
 
 
 def _check_out(folder: Path, *, overwrite: bool) -> None:

@@ -184,7 +184,7 @@ def test_calibrate_and_score_on_ray_equal_the_local_commands(
         argv = ["calibrate", str(data), *common, "--out", str(out), "--cache-dir", str(cache)]
         assert main([*argv, *extra]) == 0
     err = capsys.readouterr().err
-    assert f"ray: {len(rows)} of {len(rows)} rows read on 2 actor(s)" in err
+    assert f"ray: {len(rows)} of {len(rows)} rows read by a pool of 2 actor(s)" in err
     # Same features, so the same fitted probe, byte for byte.
     local_tensors = (tmp_path / "bundle_local" / "tensors.safetensors").read_bytes()
     assert (tmp_path / "bundle_ray" / "tensors.safetensors").read_bytes() == local_tensors
@@ -214,3 +214,45 @@ def test_an_actor_error_is_reported_by_its_own_type_and_message() -> None:
     )
     assert ray_error_cause(text) == "ArtifactError: the Ray actor loaded another reader"
     assert ray_error_cause(RuntimeError("first\nlast line")) == "last line"
+
+
+class _NoReading:
+    """A runner that fails if any row is missing from the cache."""
+
+    def __call__(self, job: ReaderJob, chunks: Sequence[Sequence[ChunkItem]]) -> Iterator[Any]:
+        if any(chunks):
+            raise AssertionError("the Ray prefill left rows for the local reader")
+        return iter(())
+
+
+@pytest.mark.slow
+def test_calibrate_on_ray_prefills_token_and_lookback_streams(
+    ray_runtime: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import calibration.pipeline as pipeline
+
+    real_calibrate = pipeline.calibrate
+    checked = []
+
+    def calibrate_after_checking_the_cache(dataset: Any, settings: Any, **kw: Any) -> Any:
+        features = extract_features(
+            dataset,
+            reader=kw["reader"],
+            raw_sites=[],
+            cache_dir=kw["cache_dir"],
+            progress=False,
+            runner=_NoReading(),
+            token_sites=kw["token_sites"],
+            lookback=kw["lookback"],
+        )
+        checked.append(features.n_computed)
+        return real_calibrate(dataset, settings, **kw)
+
+    monkeypatch.setattr(pipeline, "calibrate", calibrate_after_checking_the_cache)
+    data = write_jsonl(varied(n_sources=8).examples, tmp_path / "rows.jsonl")
+    argv = ["calibrate", str(data), "--risk", "fabrication", "--reader", "miniature"]
+    argv += ["--token-site", "resid_post@2", "--lookback", "--C", "1", "--no-nested-c"]
+    argv += ["--folds", "2", "--bootstrap", "10", "--no-progress", "--examples", "0"]
+    argv += ["--out", str(tmp_path / "b"), "--cache-dir", str(tmp_path / "c"), "--ray"]
+    assert main(argv) == 0
+    assert checked == [0]
