@@ -66,7 +66,8 @@ def _gap_table(results: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     poolings = list(rows[0]["sae_probe"]["per_pooling"])
-    text = "| set | SAE selected | raw selected (same site) | gap raw - SAE |"
+    text = "**SAE against raw at the SAE's site** (AUROC; gap = raw - SAE)\n\n"
+    text += "| set | SAE selected | raw selected (same site) | gap raw - SAE |"
     text += "".join(f" gap {p} |" for p in poolings) + "\n"
     text += "|---|---|---|---|" + "---|" * len(poolings) + "\n"
     for r in rows:
@@ -85,7 +86,9 @@ def _parts_table(rows: list[dict[str, Any]]) -> str:
     poolings = [p for p in first if "error_auroc" in first[p]]
     if not poolings:
         return ""
-    text = "| set | pooling | raw | SAE codes | SAE reconstruction | SAE error |\n"
+    text = "**Where a gap is**: ridge probes on the raw activations, the SAE's codes, its "
+    text += "reconstruction and its error (AUROC)\n\n"
+    text += "| set | pooling | raw | SAE codes | SAE reconstruction | SAE error |\n"
     text += "|---|---|---|---|---|---|\n"
     for r in rows:
         for p in poolings:
@@ -103,7 +106,8 @@ def _curve_table(results: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     families = [f for f in _FAMILY_TITLES if f in rows[0]["selected"]]
-    text = "| set | units | examples |" + "".join(f" {f} |" for f in families) + "\n"
+    text = "**Learning curve**: each family's nested selection on prefixes of the subsample\n\n"
+    text += "| set | units | examples |" + "".join(f" {f} |" for f in families) + "\n"
     text += "|---|---|---|" + "---|" * len(families) + "\n"
     for r in rows:
         sub = r.get("subsample", {})
@@ -122,7 +126,8 @@ def _curve_table(results: list[dict[str, Any]]) -> str:
 
 
 def _transfer_table(t: dict[str, Any]) -> str:
-    text = "| fitted on | scored on | AUROC [95% CI] | F1 | ECE | TPR @ 1% FPR |\n"
+    text = "**Transfer**: each deception set's `calibrate` bundle scored on the others\n\n"
+    text += "| fitted on | scored on | AUROC [95% CI] | F1 | ECE | TPR @ 1% FPR |\n"
     text += "|---|---|---|---|---|---|\n"
     for p in t["transfer"]:
         lo, hi = p["auroc_ci"]
