@@ -112,13 +112,17 @@ def token_surprisal(
         raise ValueError(msg)
     surprisal, entropy = [], []
     for start in range(0, hidden.shape[0], rows):
-        # Softmax in float32 over logits in the model's dtype, as a loss on its output would be.
-        logp = torch.log_softmax(head.logits(hidden[start : start + rows]).float(), dim=-1)
-        picked = logp.gather(1, targets[start : start + rows].view(-1, 1).to(logp.device))
-        surprisal.append(-picked.squeeze(1))
-        # p * log p is 0 where p underflows to 0 (log p = -inf would give nan).
-        plogp = torch.where(logp.isfinite(), logp.exp() * logp, torch.zeros_like(logp))
-        entropy.append(-plogp.sum(dim=-1))
+        # float32 over logits in the model's dtype, as a loss on its output would be. One shift
+        # by the row maximum, one exp: log Z = log sum exp(z), surprisal = log Z - z[target],
+        # entropy = log Z - sum(exp(z) z) / Z (half the passes of log_softmax then p log p).
+        z = head.logits(hidden[start : start + rows]).float()
+        z -= z.amax(dim=-1, keepdim=True)  # <= 0: exp cannot overflow, an underflow adds 0
+        ez = torch.exp(z)
+        total = ez.sum(dim=-1)
+        log_total = torch.log(total)
+        picked = z.gather(1, targets[start : start + rows].view(-1, 1).to(z.device)).squeeze(1)
+        surprisal.append(log_total - picked)
+        entropy.append(log_total - torch.linalg.vecdot(ez, z) / total)
     if not surprisal:
         return TokenSurprisal.empty()
     return TokenSurprisal(torch.cat(surprisal).cpu(), torch.cat(entropy).cpu())

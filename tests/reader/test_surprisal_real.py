@@ -32,11 +32,12 @@ def test_real_surprisal_equals_the_full_forward_pass(real_gemma_folder, dtype):
     expected = -logp.gather(1, targets[:, None])[:, 0]
     entropy = -(logp.exp() * logp).sum(dim=-1)
     got = reader.read(PROMPT, RESPONSE).token_surprisal()
-    # Measured bit for bit equal in both dtypes on this CPU; the margin is for other kernels,
-    # whose matmul of the response rows alone may be blocked otherwise than of the whole sequence.
-    tol = 1e-4 if dtype == torch.float32 else 1e-3
-    torch.testing.assert_close(got.surprisal, expected, atol=tol, rtol=0)
-    torch.testing.assert_close(got.entropy, entropy, atol=tol, rtol=0)
+    # The logits are the model's own bits (measured in both dtypes on this CPU); what differs
+    # is float32 rounding: sums over 262,144 terms in another order (measured: 2e-4 at most,
+    # relative 5e-5). bf16 keeps a margin for kernels that block the response rows otherwise.
+    atol = 1e-4 if dtype == torch.float32 else 1e-3
+    torch.testing.assert_close(got.surprisal, expected, atol=atol, rtol=1e-4)
+    torch.testing.assert_close(got.entropy, entropy, atol=atol, rtol=1e-4)
     assert float(expected.mean()) < 8.0  # a real model: far below log(262144) = 12.5 nats
 
 
