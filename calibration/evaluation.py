@@ -126,13 +126,20 @@ def reader_summary(reader: Reader | None) -> dict[str, Any] | None:
     if reader is None:
         return None
     info = reader.info
-    return {
+    summary: dict[str, Any] = {
         "name": info.name,
         "model_type": info.model_type,
         "sites": [str(s) for s in info.sites],
         "dtype": info.dtype,
         "stand_in": info.is_stand_in,
     }
+    # The reader-side blocks beyond the sites' activations, named only when read.
+    blocks = [
+        name for name, on in (("lookback", info.lookback), ("surprisal", info.surprisal)) if on
+    ]
+    if blocks:
+        summary["reader_blocks"] = blocks
+    return summary
 
 
 def stand_in_notes(reader: Reader | None) -> list[str]:
@@ -190,6 +197,7 @@ def evaluate(
             progress=progress,
             token_sites=[b.parsed_site for b in token_blocks],
             lookback=detector.needs_lookback,
+            surprisal=detector.needs_surprisal,
         )
         for block in token_blocks:  # the bundle's own probe, as the guard applies it
             probe = block.token_probe

@@ -35,7 +35,7 @@ from calibration.evaluation import (
 from calibration.extract import extract_features
 from calibration.layouts import Variant, narrow_layout, probe_variants
 from calibration.probe import SparseProbe
-from calibration.reader_blocks import TokenBlocks, lookback_block
+from calibration.reader_blocks import TokenBlocks, lookback_block, surprisal_block
 from calibration.report_examples import ExampleScorer, check_examples
 from calibration.report_model import EvaluationReport
 from calibration.splits import cross_fit_scores, group_folds, group_train_test_split, take_rows
@@ -287,6 +287,7 @@ def calibrate(
     raw_sites: Sequence[Site | str] | None = None,
     lookback: bool = False,
     token_sites: Sequence[Site | str] = (),
+    surprisal: bool = False,
 ) -> CalibrationResult:
     """Fit calibrated detectors for ``settings.risk`` and evaluate them on held-out groups.
 
@@ -298,7 +299,8 @@ def calibrate(
     weights needed). See :attr:`CalibrationSettings.evaluation` for the two ways rows are
     held out.
 
-    ``lookback=True`` (a reader made with ``lookback=True``) adds the lookback block, and
+    ``lookback=True`` (a reader made with ``lookback=True``) adds the lookback block,
+    ``surprisal=True`` (a reader made with ``surprisal=True``) the surprisal block, and
     ``token_sites`` a token-level probe per site trained on the rows' labeled spans
     (:mod:`calibration.reader_blocks`), to the reader detector; without SAEs or raw sites they
     form it alone, beside the grounding-only detector. A token probe is refitted inside every
@@ -327,6 +329,7 @@ def calibrate(
         progress=progress,
         token_sites=token_list,
         lookback=lookback,
+        surprisal=surprisal,
     )
     token_blocks = (
         TokenBlocks(data, features, token_list, risk, random_state=settings.random_state)
@@ -362,6 +365,8 @@ def calibrate(
     breakdown = (field_name, data.field(field_name)[scored]) if field_name else None
 
     extra = [lookback_block(features)] if lookback else []
+    if surprisal:
+        extra.append(surprisal_block(features))
     if token_blocks is not None:  # the bundle's probes: fitted on the rows the detector fits on
         unscored = np.setdiff1d(scored, fit_rows)
         extra += token_blocks.fit(fit_rows, unscored)

@@ -26,14 +26,22 @@ from scope_guard.policy import Policy, RiskThresholds
 from scope_guard.prompting import render_prompt
 from scope_guard.risklog.keys import resolve_log_key
 from scope_guard.risklog.record import RiskLogSink, RiskRecord
+from scope_guard.sites import Site, SiteKind
 from scope_guard.types import Exchange, Outcome, RiskReport
 
 if TYPE_CHECKING:
+    from detectors.bundle import DetectorBundle
     from detectors.grounding import GroundingDetector, GroundingResult
     from detectors.probe import ProbeDetector
     from scope_guard.reader import Reader, Reading
 
-__all__ = ["HEURISTIC_THRESHOLDS", "GuardStats", "OutcomeRule", "ScopeGuard"]
+__all__ = [
+    "HEURISTIC_THRESHOLDS",
+    "GuardStats",
+    "OutcomeRule",
+    "ScopeGuard",
+    "bundle_reader_sites",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -201,26 +209,29 @@ class ScopeGuard:
         from scope_guard.reader.reader import MINIATURE_SOURCE
 
         bundle = DetectorBundle.load(path)
-        if bundle.sites and reader is None:
+        sites = bundle_reader_sites(bundle)
+        if sites and reader is None:
             spec = bundle.reader
             if spec is None or not spec.source:
                 msg = f"bundle {path} does not say where its reader is: pass reader="
                 raise ConfigError(msg)
             max_tokens = spec.max_tokens or 2048
             bundle.reader_source(path)  # logs what the bundle asks to load, before loading it
+            lookback, surprisal = bundle.needs_lookback, bundle.needs_surprisal
             if spec.source == MINIATURE_SOURCE:
                 reader = ReaderClass.miniature(
-                    bundle.sites, max_tokens=max_tokens, lookback=bundle.needs_lookback
+                    sites, max_tokens=max_tokens, lookback=lookback, surprisal=surprisal
                 )
             else:
                 try:  # HF_HUB_OFFLINE is honoured: from_pretrained reads it at call time
                     reader = ReaderClass.from_pretrained(
                         spec.source,
-                        bundle.sites,
+                        sites,
                         dtype=dtype,
                         device=device,
                         max_tokens=max_tokens,
-                        lookback=bundle.needs_lookback,
+                        lookback=lookback,
+                        surprisal=surprisal,
                     )
                 except ArtifactError as exc:
                     msg = f"bundle {path} names the reader {spec.source!r}, unavailable: {exc}"
@@ -379,6 +390,18 @@ class ScopeGuard:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def bundle_reader_sites(bundle: DetectorBundle) -> tuple[Site, ...]:
+    """The sites a reader for ``bundle`` captures (empty: no detector reads one).
+
+    A bundle whose only reader block is surprisal reads no site, but a reader needs one: the
+    residual output of the layer its spec fingerprints (the last, :meth:`DetectorBundle.
+    reader_spec`) costs nothing more, since surprisal runs every layer anyway.
+    """
+    if bundle.sites or not bundle.needs_surprisal or bundle.reader is None:
+        return bundle.sites
+    return (Site(bundle.reader.fingerprint_layer, SiteKind.RESID_POST),)
 
 
 def _log_failure(exchange: Exchange, exc: BaseException, *, log_text: bool) -> None:
