@@ -69,6 +69,12 @@ def add_parser(sub: Any) -> None:
         "context against the answer so far)",
     )
     p.add_argument(
+        "--surprisal",
+        action="store_true",
+        help="add the reader's surprisal and next-token entropy of each response token, pooled "
+        "(runs every layer and the LM head: about 2.5x the reader's time)",
+    )
+    p.add_argument(
         "--grounding-only", action="store_true", help="no reader: grounding features only"
     )
     p.add_argument(
@@ -145,9 +151,12 @@ def run(args: argparse.Namespace) -> int:
         n_outer=args.outer_folds,
         examples=args.examples,
     )
-    reader_blocks = bool(args.token_site or args.lookback)
+    reader_blocks = bool(args.token_site or args.lookback or args.surprisal)
     if args.grounding_only and (args.reader or args.sae or args.raw_site or reader_blocks):
-        msg = "--grounding-only excludes --reader, --sae, --raw-site, --token-site and --lookback"
+        msg = (
+            "--grounding-only excludes --reader, --sae, --raw-site, --token-site, --lookback "
+            "and --surprisal"
+        )
         raise ConfigError(msg)
     if args.sae and args.raw_site:
         msg = "--raw-site is for a reader without an SAE; with --sae the raw baseline is fitted"
@@ -174,8 +183,11 @@ def run(args: argparse.Namespace) -> int:
         with_sae = args.sae or not (raw_sites or reader_blocks)
         saes = open_saes(args.sae, reader_source=args.reader) if with_sae and not raw_sites else {}
         sites = list(dict.fromkeys([*(list(saes) or raw_sites), *token_sites]))
-        if not sites:
-            msg = "--lookback reads up to the deepest site: give --token-site, --raw-site or --sae"
+        if not sites:  # a reader needs a site (lookback reads up to the deepest one)
+            flags = [f for f in ("--lookback", "--surprisal") if getattr(args, f[2:])]
+            what = " and ".join(flags) if flags else "the reader"
+            verb = "need" if len(flags) > 1 else "needs"
+            msg = f"{what} {verb} a site to read: give --token-site, --raw-site or --sae"
             raise ConfigError(msg)
         reader = open_reader(
             args.reader,
@@ -185,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
             max_tokens=args.max_tokens,
             batch_size=args.batch_size,
             lookback=args.lookback,
+            surprisal=args.surprisal,
         )
         for site, sae in saes.items():
             if sae.d_model != reader.site_dim(site):
@@ -212,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         lookback=args.lookback,
         token_sites=token_sites,
+        surprisal=args.surprisal,
     )
     bundle_dir = result.bundle.save(args.out)
     paths = write_report(result.report, args.report or Path(args.out) / "report")
@@ -253,6 +267,7 @@ def _extract_on_ray(
             runner=RayRunner(options),
             token_sites=token_sites,
             lookback=args.lookback,
+            surprisal=args.surprisal,
         )
     note(
         f"ray: {got.n_computed} of {len(dataset)} rows read by a pool of {options.actors} actor(s)"

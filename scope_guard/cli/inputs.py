@@ -70,6 +70,7 @@ def open_reader(
     max_tokens: int = 2048,
     batch_size: int = 8,
     lookback: bool = False,
+    surprisal: bool = False,
 ) -> Reader:
     from scope_guard.reader import Reader
 
@@ -79,7 +80,11 @@ def open_reader(
     if source == MINIATURE:
         note("reader: the miniature stand-in (random weights): SAE/raw probes mean nothing")
         return Reader.miniature(
-            sites, max_tokens=max_tokens, batch_size=batch_size, lookback=lookback
+            sites,
+            max_tokens=max_tokens,
+            batch_size=batch_size,
+            lookback=lookback,
+            surprisal=surprisal,
         )
     return Reader.from_pretrained(
         source,
@@ -89,13 +94,17 @@ def open_reader(
         max_tokens=max_tokens,
         batch_size=batch_size,
         lookback=lookback,
+        surprisal=surprisal,
     )
 
 
 def open_bundle_reader(bundle: Any, args: Any) -> Reader | None:
     """The reader a bundle's detectors read with (``None`` when none reads one): ``--reader``,
     else the bundle's recorded source, loaded with the CLI's dtype, device and batch size."""
-    if not bundle.sites:
+    from scope_guard.guard import bundle_reader_sites
+
+    sites = bundle_reader_sites(bundle)
+    if not sites:
         return None
     spec = bundle.reader
     source = args.reader or (spec.source if spec else None)
@@ -104,10 +113,11 @@ def open_bundle_reader(bundle: Any, args: Any) -> Reader | None:
         raise ConfigError(msg)
     return open_reader(
         source,
-        list(bundle.sites),
+        list(sites),
         dtype=args.dtype,
         device=args.device,
         max_tokens=(spec.max_tokens if spec and spec.max_tokens else 2048),
         batch_size=args.batch_size,
         lookback=bundle.needs_lookback,
+        surprisal=bundle.needs_surprisal,
     )

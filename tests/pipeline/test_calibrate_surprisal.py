@@ -20,11 +20,12 @@ from detectors.grounding import GroundingDetector
 from scope_guard.errors import ArtifactError
 from scope_guard.guard import ScopeGuard, bundle_reader_sites
 from scope_guard.reader import Reader
+from scope_guard.risks import Risk
 from scope_guard.sites import Site
 
 SITE = Site.parse("resid_post@2")
 SETTINGS = CalibrationSettings(
-    risk="fabrication", n_bootstrap=10, n_splits=3, C=1.0, nested_c=False, examples=1
+    risk=Risk.FABRICATION, n_bootstrap=10, n_splits=3, C=1.0, nested_c=False, examples=1
 )
 
 
