@@ -53,6 +53,7 @@ class ReaderSpec:
         pooling: The pooling's spelling.
         batch_size: Reader batch size.
         lookback: The reader captures lookback ratios.
+        surprisal: The reader computes surprisal (every layer, the final norm, the LM head).
         job_options: The job's other fields (token sites, flags: plain data), as they are.
         identity: Fingerprints the actor's reader and SAEs must have (the driver's).
     """
@@ -67,6 +68,7 @@ class ReaderSpec:
     pooling: str
     batch_size: int
     lookback: bool
+    surprisal: bool
     job_options: dict[str, Any]
     identity: dict[str, str]
 
@@ -99,6 +101,7 @@ class ReaderSpec:
             pooling=str(job.pooling),
             batch_size=job.batch_size,
             lookback=bool(getattr(reader, "lookback", False)),
+            surprisal=bool(getattr(reader, "surprisal", False)),
             job_options={
                 f.name: getattr(job, f.name) for f in fields(job) if f.name not in _JOB_BASICS
             },
@@ -118,6 +121,7 @@ def identity(reader: Reader, saes: Any) -> dict[str, str]:
         "max_tokens": str(reader.max_tokens),
         "chat_template": text_key(template) if template else "",
         "lookback": str(bool(getattr(reader, "lookback", False))),
+        "surprisal": str(bool(getattr(reader, "surprisal", False))),
     }
     found.update({f"sae {site}": sae_fingerprint(sae) for site, sae in saes.items()})
     return found
@@ -139,6 +143,7 @@ def load_job(spec: ReaderSpec) -> ReaderJob:
         "max_tokens": spec.max_tokens,
         "batch_size": spec.batch_size,
         "lookback": spec.lookback,
+        "surprisal": spec.surprisal,
     }
     reader = (
         Reader.miniature(spec.sites, **options)

@@ -25,6 +25,7 @@ from scope_guard.errors import ArtifactError, InputError
 from scope_guard.features import Pooling
 from scope_guard.reader import Reader
 from scope_guard.reader.reading import Reading
+from scope_guard.reader.surprisal import TokenSurprisal
 
 __all__ = ["RayReader", "ReadingActor"]
 
@@ -47,8 +48,11 @@ def _to_cpu(reading: Reading) -> Reading:
     acts = {site: t.cpu() for site, t in reading.activations.items()}
     lookback = getattr(reading, "lookback", None)
     if isinstance(lookback, torch.Tensor):
-        return dataclasses.replace(reading, activations=acts, lookback=lookback.cpu())
-    return dataclasses.replace(reading, activations=acts)
+        lookback = lookback.cpu()
+    surprisal = reading.surprisal  # on the CPU already (then .cpu() is a no-op)
+    if surprisal is not None:
+        surprisal = TokenSurprisal(surprisal.surprisal.cpu(), surprisal.entropy.cpu())
+    return dataclasses.replace(reading, activations=acts, lookback=lookback, surprisal=surprisal)
 
 
 class RayReader(Reader):

@@ -132,6 +132,21 @@ def test_an_actor_with_other_weights_is_refused(reader: Reader, saes: dict[Site,
         load_job(forged)
 
 
+def test_an_actor_loads_the_surprisal_reader_its_spec_names() -> None:
+    surprising = Reader.miniature([SITE], surprisal=True)
+    job = ReaderJob(surprising, {}, [], Pooling.MEAN, 4, surprisal=True)
+    spec = ReaderSpec.of(job, device="cpu")
+    assert spec.surprisal
+    assert spec.identity["surprisal"] == "True"
+    loaded = load_job(spec)
+    assert loaded.reader.surprisal
+    assert loaded.surprisal
+    assert loaded.reader.surprisal_fingerprint == surprising.surprisal_fingerprint
+    plain = dataclasses.replace(spec, surprisal=False)  # the actor would read no surprisal
+    with pytest.raises(ArtifactError, match="surprisal"):
+        load_job(plain)
+
+
 def test_a_reader_without_a_source_cannot_be_named_to_actors(reader: Reader) -> None:
     bare = Reader(reader.decoder, reader.tokenizer, reader.sites)
     with pytest.raises(ConfigError, match="Ray actors cannot load it"):
@@ -226,7 +241,7 @@ class _NoReading:
 
 
 @pytest.mark.slow
-def test_calibrate_on_ray_prefills_token_and_lookback_streams(
+def test_calibrate_and_score_on_ray_with_token_lookback_and_surprisal_blocks(
     ray_runtime: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import calibration.pipeline as pipeline
@@ -244,6 +259,7 @@ def test_calibrate_on_ray_prefills_token_and_lookback_streams(
             runner=_NoReading(),
             token_sites=kw["token_sites"],
             lookback=kw["lookback"],
+            surprisal=kw["surprisal"],
         )
         checked.append(features.n_computed)
         return real_calibrate(dataset, settings, **kw)
@@ -251,8 +267,26 @@ def test_calibrate_on_ray_prefills_token_and_lookback_streams(
     monkeypatch.setattr(pipeline, "calibrate", calibrate_after_checking_the_cache)
     data = write_jsonl(varied(n_sources=8).examples, tmp_path / "rows.jsonl")
     argv = ["calibrate", str(data), "--risk", "fabrication", "--reader", "miniature"]
-    argv += ["--token-site", "resid_post@2", "--lookback", "--C", "1", "--no-nested-c"]
-    argv += ["--folds", "2", "--bootstrap", "10", "--no-progress", "--examples", "0"]
-    argv += ["--out", str(tmp_path / "b"), "--cache-dir", str(tmp_path / "c"), "--ray"]
-    assert main(argv) == 0
+    argv += ["--token-site", "resid_post@2", "--lookback", "--surprisal", "--C", "1"]
+    argv += ["--no-nested-c", "--folds", "2", "--bootstrap", "10", "--no-progress"]
+    argv += ["--examples", "0"]
+    on_ray = ["--out", str(tmp_path / "b"), "--cache-dir", str(tmp_path / "c"), "--ray"]
+    assert main([*argv, *on_ray]) == 0
     assert checked == [0]
+    monkeypatch.setattr(pipeline, "calibrate", real_calibrate)
+    assert main([*argv, "--out", str(tmp_path / "local"), "--cache-dir", str(tmp_path / "l")]) == 0
+    # The same features, so the same probes (surprisal block included), byte for byte.
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert "surprisal" in [b["kind"] for b in manifest["detectors"][0]["blocks"]]
+    local = (tmp_path / "local" / "tensors.safetensors").read_bytes()
+    assert (tmp_path / "b" / "tensors.safetensors").read_bytes() == local
+    # score --ray: the actors read surprisal too (a plain actor reader is refused at start)
+    rows = data.read_text(encoding="utf-8").count("\n")
+    scores = {}
+    for name, extra in {"local": [], "ray": ["--ray", "--ray-actors", "1"]}.items():
+        out = tmp_path / f"scores_{name}.jsonl"
+        argv = ["score", str(data), "--bundle", str(tmp_path / "b"), "--out", str(out)]
+        assert main([*argv, "--no-progress", *extra]) == 0
+        scores[name] = _lines(out)
+    assert len(scores["ray"]) == rows
+    assert scores["ray"] == scores["local"]
