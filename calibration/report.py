@@ -34,6 +34,7 @@ from calibration.report_content import (
     Notes,
     Paragraph,
     Table,
+    Untrusted,
     report_blocks,
 )
 from calibration.report_model import EvaluationReport
@@ -79,6 +80,8 @@ def _md_cell(cell: Cell) -> str:
     if isinstance(cell, Link):
         url = cell.url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
         return f"[{_md_cell(cell.text)}]({url})"
+    if isinstance(cell, Untrusted):  # text from data or a bundle: no link, image or emphasis
+        return _md_inline(cell)
     return _md_text(str(cell)).replace("\\", "\\\\").replace("|", "\\|")
 
 

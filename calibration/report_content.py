@@ -69,6 +69,11 @@ class Estimate(NamedTuple):
         return self.value if self.interval is None else f"{self.value} {self.interval}"
 
 
+class Untrusted(str):
+    """Cell text that came from data or a downloaded bundle (latent contexts): renderers show
+    it literally (Markdown: no link, image or emphasis; HTML: escaped like every cell)."""
+
+
 Cell = str | Link | Estimate
 
 
@@ -240,7 +245,8 @@ def _latents(e: DetectorEvaluation) -> Table:
     rows: list[tuple[Cell, ...]] = []
     for rank, lw in enumerate(e.top_latents, start=1):
         url = _safe_url(lw.url)
-        link: Cell = Link(f"{lw.site}/{lw.latent}", url) if url else _CONTEXT_SEP.join(lw.contexts)
+        contexts = Untrusted(_CONTEXT_SEP.join(lw.contexts))
+        link: Cell = Link(f"{lw.site}/{lw.latent}", url) if url else contexts
         cells = (str(rank), lw.site, str(lw.latent), lw.pooling, f"{lw.weight:+.4f}")
         rows.append((*cells, link or "none"))
     return Table(("#", "Site", "Latent", "Pooling", "Weight", "Neuronpedia / top contexts"), rows)

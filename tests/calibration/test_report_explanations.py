@@ -111,7 +111,7 @@ def test_latents_show_neuronpedia_or_else_their_top_contexts():
         f"| 1 | resid_post@9 | 1234 | max | +1.5000 | [resid_post@9/1234]({NEURONPEDIA}) |"
         in markdown
     )
-    contexts = "the old [[bridge]] of · &lt;img src=x onerror=alert(1)&gt; [[a]]"
+    contexts = r"the old \[\[bridge\]\] of · &lt;img src=x onerror=alert(1)&gt; \[\[a\]\]"
     assert f"| 2 | resid_post@9 | 77 | mean | -0.7500 | {contexts} |" in markdown
     assert "| 3 | resid_post@9 | 5 | max | +0.2500 | none |" in markdown
     assert "<td>the old [[bridge]] of · &lt;img src=<wbr>x" in page
@@ -208,3 +208,14 @@ def test_a_risky_run_of_spaces_marks_nothing_in_markdown():
     markdown = render_markdown(_report(examples=[example]), {})
     assert "⟦⟧" not in markdown
     assert "> a   b" in markdown
+
+
+def test_a_context_cannot_become_a_markdown_image_or_link():
+    hostile = ["![t](https://evil.example/beacon.png) [[x]]", "[click](javascript:alert(1))"]
+    latent = LatentWeight(
+        site="resid_post@9", latent=9, pooling="max", weight=1.0, contexts=hostile
+    )
+    markdown = render_markdown(_report(top_latents=[latent]), {})
+    assert "](https://evil" not in markdown.replace("\\]", "")
+    assert r"\!\[t\](https://evil.example/beacon.png)" in markdown
+    assert r"\[click\](javascript:alert(1))" in markdown
