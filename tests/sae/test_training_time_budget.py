@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import types
 from pathlib import Path
 
@@ -59,10 +60,30 @@ def test_token_budget_keeps_the_decay_over_the_token_budget(clock: StepClock) ->
     assert result.steps == total
 
 
-def test_resume_keeps_the_moved_decay_window(clock: StepClock, tmp_path: Path) -> None:
+def test_resume_after_a_time_annealed_run_trains_on(clock: StepClock, tmp_path: Path) -> None:
     trainer = _trainer(tmp_path / "ckpt", token_budget=2_560_000, time_budget_s=2.0)
     trainer.run()
+    assert trainer.decay_window[1] == trainer.step < trainer.config.total_steps
+    more = dataclasses.replace(trainer.config, time_budget_s=4.0)
+    for config in (more, dataclasses.replace(trainer.config, time_budget_s=None)):
+        resumed = Trainer.resume(
+            tmp_path / "ckpt", config, TensorActivations(trainer.source.activations)
+        )
+        total = config.total_steps
+        assert resumed.decay_window == (total - round(0.2 * total), total)
+        assert resumed.learning_rate(resumed.step) == pytest.approx(config.lr)
+        start = resumed.step  # (the first resume's own checkpoint is where the second starts)
+        assert resumed.run(max_steps=20).steps == start + 20  # it trains, at full lr again
+
+
+def test_an_interrupted_time_decay_resumes_where_it_was(clock: StepClock, tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path / "ckpt", token_budget=2_560_000, time_budget_s=2.0)
+    trainer.run()
+    first, end = trainer.decay_window
+    paused = _trainer(tmp_path / "ckpt2", token_budget=2_560_000, time_budget_s=2.0)
+    paused.run(max_steps=(first + end) // 2)  # stopped mid-decay (as by an interrupt)
+    assert paused.decay_window[0] < paused.step < paused.decay_window[1]
     resumed = Trainer.resume(
-        tmp_path / "ckpt", trainer.config, TensorActivations(trainer.source.activations)
+        tmp_path / "ckpt2", paused.config, TensorActivations(paused.source.activations)
     )
-    assert resumed.decay_window == trainer.decay_window
+    assert resumed.decay_window == paused.decay_window

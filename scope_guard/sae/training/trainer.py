@@ -529,7 +529,12 @@ class Trainer:
         trainer.wall_s = float(meta["wall_s"])
         if "decay_window" in meta:  # checkpoints before it decayed over the token budget
             first, end = (int(v) for v in meta["decay_window"])
-            trainer.decay_window = (first, end)
+            # A window the time budget moved holds only while that decay is under way with a
+            # time budget to end it; a run it already finished (or one resumed without a time
+            # budget) continues towards its token budget, the decay laid out over it again.
+            timed = end != config.total_steps
+            if not timed or (config.time_budget_s is not None and trainer.step < end):
+                trainer.decay_window = (first, end)
         trainer.curve = [CurvePoint(**p) for p in meta["curve"]]
         trainer._since_log = {k: float(v) for k, v in meta["since_log"].items()}
         source.restore(meta["source_state"])
