@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,6 +155,10 @@ def test_train_sae_end_to_end_on_the_miniature_reader(reader: Reader, tmp_path: 
     assert 0 <= latent < 128
     assert contexts[0].activation >= contexts[-1].activation > 0
     assert "[[" in contexts[0].render()
+    # A new SAE in the same folder, not scanned: the old SAE's contexts must not stay beside it.
+    shutil.rmtree(folder / "checkpoint")  # (the pipeline refuses a folder that holds one)
+    train_sae(reader, "resid_post@2", _corpus_texts(40), config, folder, explain_tokens=0)
+    assert not (folder / "explanations.json").exists()
 
 
 def test_explanations_show_where_each_latent_fires_most(reader: Reader, tmp_path: Path) -> None:

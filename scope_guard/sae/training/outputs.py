@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from scope_guard._version import __version__
 from scope_guard.sae.jumprelu import JumpReLUSAE
 from scope_guard.sae.training.evaluation import EvaluationResult
+from scope_guard.sae.training.explain import EXPLANATIONS_FILE
 from scope_guard.sae.training.trainer import TrainingResult
 from scope_guard.sae.writers import save_gemma_scope_2, save_saelens
 
@@ -200,6 +201,9 @@ def write_sae_folder(
         report: The quality report.
     """
     out = Path(folder)
+    # The top contexts of an earlier SAE in this folder describe other latents: gone before the
+    # new weights land (the run writes its own afterwards when it scans).
+    (out / EXPLANATIONS_FILE).unlink(missing_ok=True)
     save_gemma_scope_2(sae, out, l0=l0)
     save_saelens(sae, out / SAELENS_SUBFOLDER)
     files = {
