@@ -426,6 +426,13 @@ class Reader:
         so a mask changes nothing that is read; padded rows are never read. (Measured on the
         real 270M, 1,024 tokens, bf16: no difference in speed either way.)
         """
+        if self.lm_head is not None and any(e.response_start == 0 for e in batch):
+            # position p - 1 predicts the token at p: the first token has nothing to predict it
+            msg = (
+                "surprisal needs a token before the response (a BOS): this exchange's response "
+                "starts the sequence"
+            )
+            raise InputError(msg)
         width = max(len(e.input_ids) for e in batch)
         ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
         rows: list[int] = []

@@ -211,3 +211,16 @@ def test_fingerprint_covers_every_layer_the_norm_and_the_head(miniature_dir):
         assert other.fingerprint_upto(1) == plain.fingerprint_upto(1)
         changed[what] = other.surprisal_fingerprint
     assert len({first.surprisal_fingerprint, *changed.values()}) == 4
+
+
+def test_a_response_that_starts_the_sequence_is_refused(reader):
+    """Position p - 1 predicts p: a first token without a BOS before it has no surprisal (it
+    used to read the row's last padded position)."""
+    import dataclasses
+
+    from scope_guard.errors import InputError
+
+    enc = reader.encoder.encode(PROMPT, RESPONSE)
+    bare = dataclasses.replace(enc, input_ids=enc.input_ids[enc.response_start :], response_start=0)
+    with pytest.raises(InputError, match="a token before the response"):
+        reader._forward([bare, enc])
