@@ -13,9 +13,10 @@ own ``SAETrainer.fit``, fed by SAELens' ``mixing_buffer``. Every run is merged i
 JSON under its ``--label``, and the comparison (SAELens' FVU interpolated at our L0) is
 recomputed at each write. Example (one run each; see benchmarks/README.md for the full set):
 
-    .venv/bin/python -m benchmarks.sae_lens_side_by_side --impl ours --label ours
+    .venv/bin/python benchmarks/sae_lens_side_by_side.py --impl ours --label ours \\
+        --train-tokens 500224 --threads 1
     /root/saelens-venv/bin/python benchmarks/sae_lens_side_by_side.py --impl saelens \\
-        --label saelens-step-l0c-0.1 --l0-coefficient 0.1
+        --label saelens-step-0.05 --l0-coefficient 0.05 --train-tokens 500224 --threads 1
 """
 
 from __future__ import annotations
@@ -297,7 +298,12 @@ def compare(runs: dict[str, dict[str, Any]], reference: str) -> dict[str, Any]:
     if ref is None:
         return {"reference": reference, "note": "no such run yet"}
     points = sorted(
-        (r["heldout"]["mean_l0"], r["heldout"]["fvu"], label)
+        (
+            r["heldout"]["mean_l0"],
+            r["heldout"]["fvu"],
+            label,
+            r["heldout"].get("fvu_without_top_dim"),
+        )
         for label, r in runs.items()
         if r["impl"] == "saelens" and r["sparsity_mode"] == "step" and _same_setting(r, ref)
     )
@@ -306,14 +312,20 @@ def compare(runs: dict[str, dict[str, Any]], reference: str) -> dict[str, Any]:
         "reference": reference,
         "reference_l0": l0,
         "reference_fvu": ref["heldout"]["fvu"],
+        "reference_fvu_without_top_dim": ref["heldout"].get("fvu_without_top_dim"),
         "saelens_step_points": [{"label": p[2], "l0": p[0], "fvu": p[1]} for p in points],
         "saelens_step_fvu_at_reference_l0": None,
+        "saelens_step_fvu_without_top_dim_at_reference_l0": None,
         "bracket": None,
     }
-    for (l0_a, fvu_a, a), (l0_b, fvu_b, b) in itertools.pairwise(points):
+    for (l0_a, fvu_a, a, top_a), (l0_b, fvu_b, b, top_b) in itertools.pairwise(points):
         if l0_a <= l0 <= l0_b and l0_a > 0:
             t = 0.0 if l0_b == l0_a else math.log(l0 / l0_a) / math.log(l0_b / l0_a)
             out["saelens_step_fvu_at_reference_l0"] = fvu_a + t * (fvu_b - fvu_a)
+            if top_a is not None and top_b is not None:
+                out["saelens_step_fvu_without_top_dim_at_reference_l0"] = top_a + t * (
+                    top_b - top_a
+                )
             out["bracket"] = [a, b]
             break
     return out

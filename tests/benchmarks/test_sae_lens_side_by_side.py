@@ -87,7 +87,7 @@ def _run(impl: str, l0: float, fvu: float, sha: str = "a", mode: str = "step") -
         "heldout_sha256": "h",
         "impl": impl,
         "sparsity_mode": mode,
-        "heldout": {"mean_l0": l0, "fvu": fvu},
+        "heldout": {"mean_l0": l0, "fvu": fvu, "fvu_without_top_dim": 2 * fvu},
     }
 
 
@@ -102,6 +102,7 @@ def test_compare_interpolates_in_log_l0_and_never_extrapolates() -> None:
     }
     out = compare(runs, "ours")
     assert out["saelens_step_fvu_at_reference_l0"] == pytest.approx(0.15)
+    assert out["saelens_step_fvu_without_top_dim_at_reference_l0"] == pytest.approx(0.30)
     assert out["bracket"] == ["lo", "hi"]
     assert [p["label"] for p in out["saelens_step_points"]] == ["far", "lo", "hi"]
     del runs["hi"]
