@@ -80,8 +80,9 @@ SETS = (
         "truthfulqa/TruthfulQA.csv",
         Risk.DECEPTION,
         units=300,
-        keep=200,
-        curve=(100,),  # would more questions help? (reading all 300 costs ~700 more rows)
+        # All 300 drawn questions: the 100 -> 200 curve (0.813 -> 0.837) said more would help;
+        # the 200-question prefix (the earlier subsample) is scored too.
+        curve=(100, 200),
     ),
     BehaviourSet(
         "halueval-qa",
