@@ -92,10 +92,8 @@ def test_kept_latents_carry_their_top_contexts(result):
 def test_contexts_reach_the_report_and_the_guard(result, reader, data, tmp_path):
     markdown = write_report(result.report, tmp_path / "report").markdown.read_text()
     lw = next(e for e in result.report.evaluations if e.detector == "fabrication").top_latents[0]
-    assert (
-        f"| {lw.latent} | {lw.pooling} | {lw.weight:+.4f} | ctx0 [[L{lw.latent}]] end · ctx1"
-        in (markdown)
-    )
+    literal = f"ctx0 \\[\\[L{lw.latent}\\]\\] end · ctx1"  # brackets escaped: never a link
+    assert f"| {lw.latent} | {lw.pooling} | {lw.weight:+.4f} | {literal}" in markdown
     path = result.bundle.save(tmp_path / "bundle")
     guard = ScopeGuard.from_bundle(path, reader=reader)
     example = next(ex for ex in data if ex.label("fabrication") == 1)
