@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
+from miniature_sae import miniature_sae
 
 from detectors.bundle import DetectorBundle
 from detectors.bundle_manifest import manifest_digest
@@ -30,7 +30,7 @@ from detectors.probe import ProbeDetector
 from scope_guard.errors import ArtifactError, ConfigError
 from scope_guard.guard_parts import _detector_score
 from scope_guard.reader import Reader
-from scope_guard.sae.jumprelu import JumpReLUSAE, SAEInfo
+from scope_guard.sae.jumprelu import JumpReLUSAE
 from scope_guard.sae.training.explain import LatentContext
 from scope_guard.sites import Site
 
@@ -52,15 +52,7 @@ def reader() -> Reader:
 
 @pytest.fixture(scope="module")
 def sae() -> JumpReLUSAE:
-    g = torch.Generator().manual_seed(0)
-    return JumpReLUSAE(
-        torch.randn(64, 48, generator=g) * 0.5,
-        torch.randn(48, 64, generator=g),
-        torch.zeros(48),
-        torch.zeros(64),
-        torch.full((48,), 0.05),
-        info=SAEInfo(d_model=64, d_sae=48, site=SITE, source="trained-here"),
-    )
+    return miniature_sae(SITE, threshold=0.05, source="trained-here")
 
 
 def _detector(sae: JumpReLUSAE, *, explanations: Any = None, npid: str | None = None):

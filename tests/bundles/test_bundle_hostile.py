@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from miniature_sae import miniature_sae
 from safetensors.torch import load_file, save_file
 
 from detectors.bundle import DetectorBundle
@@ -26,7 +27,7 @@ from detectors.feature_blocks import BlockKind, FeatureBlock
 from detectors.probe import ProbeDetector
 from scope_guard.errors import ArtifactError
 from scope_guard.reader import Reader
-from scope_guard.sae.jumprelu import JumpReLUSAE, SAEInfo
+from scope_guard.sae.jumprelu import JumpReLUSAE
 from scope_guard.sites import Site
 
 SITE = Site.parse("resid_post@3")
@@ -42,15 +43,7 @@ def reader() -> Reader:
 
 @pytest.fixture(scope="module")
 def sae() -> JumpReLUSAE:
-    g = torch.Generator().manual_seed(0)
-    return JumpReLUSAE(
-        torch.randn(64, 48, generator=g) * 0.5,
-        torch.randn(48, 64, generator=g),
-        torch.zeros(48),
-        torch.zeros(64),
-        torch.full((48,), 0.5),
-        info=SAEInfo(d_model=64, d_sae=48, site=SITE, source="test"),
-    )
+    return miniature_sae(SITE)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from miniature_sae import miniature_sae
 
 from detectors.calibration_map import CalibrationMap
 from detectors.feature_blocks import BlockKind, FeatureBlock, assemble
@@ -17,7 +17,7 @@ from detectors.risk_spans import token_spans
 from scope_guard.guard import ScopeGuard
 from scope_guard.reader import Reader
 from scope_guard.risklog.record import RiskRecord
-from scope_guard.sae.jumprelu import JumpReLUSAE, SAEInfo
+from scope_guard.sae.jumprelu import JumpReLUSAE
 from scope_guard.sites import Site
 from scope_guard.types import Exchange
 
@@ -39,15 +39,7 @@ def reader() -> Reader:
 
 @pytest.fixture(scope="module")
 def sae() -> JumpReLUSAE:
-    g = torch.Generator().manual_seed(0)
-    return JumpReLUSAE(
-        torch.randn(64, 48, generator=g) * 0.5,
-        torch.randn(48, 64, generator=g),
-        torch.zeros(48),
-        torch.zeros(64),
-        torch.full((48,), 0.5),
-        info=SAEInfo(d_model=64, d_sae=48, site=SITE, source="test"),
-    )
+    return miniature_sae(SITE)
 
 
 def sae_detector(sae: JumpReLUSAE, threshold: float = 0.5) -> ProbeDetector:
